@@ -1,0 +1,5 @@
+"""`python -m monitor` is the `gateway-monitor` command."""
+
+from .cli import main
+
+raise SystemExit(main())

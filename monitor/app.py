@@ -1,0 +1,90 @@
+"""Wires config, metrics, observer, prober and HTTP server into one process on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from . import __version__
+from .config import Config, plain_ws_to_remote
+from .events import EventHandler
+from .metrics import Metrics
+from .observer import Observer
+from .probe import Prober
+from .server import READY, build_app
+from .stream import FrameProcessor
+
+log = structlog.get_logger("monitor")
+
+
+class Monitor:
+    """One monitor instance: start it, read its state, stop it."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
+        self.handler = EventHandler(self.metrics, config.max_symbol_series)
+        self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
+        self.app = build_app(self.metrics.registry)
+        self.app.cleanup_ctx.append(self._background)
+        self._runner: web.AppRunner | None = None
+        self.observer: Observer | None = None
+        self.prober: Prober | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind the HTTP server and start observing; returns once serving."""
+        if plain_ws_to_remote(self.config):
+            log.warning("monitor.config.insecure_transport", gateway_url=self.config.gateway_url,
+                        hint="the API key travels unencrypted; use https:// for a remote gateway")
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        host = self.config.listen_host or None
+        site = web.TCPSite(self._runner, host, self.config.listen_port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.app[READY]["ready"] = True
+        log.info("monitor.started", version=__version__, listen=f"{host or '*'}:{self.port}",
+                 gateway_url=self.config.gateway_url)
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """Close the socket to the gateway (code 1000) and the HTTP server."""
+        self.app[READY]["ready"] = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("monitor.stopped", reason=reason)
+
+    async def _background(self, _app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            self.observer = Observer(self.config, session, self.metrics, self.processor)
+            self.prober = Prober(self.config.http_url, session, self.metrics,
+                                 self.config.probe_timeout_seconds)
+            tasks = [
+                _task(self.observer.run(), "observer"),
+                _task(self.prober.run(self.config.probe_interval_seconds), "prober"),
+            ]
+            yield
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_report_crash)
+    return task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("monitor.task_crashed", task=task.get_name(), exc_info=task.exception())

@@ -1,0 +1,103 @@
+"""The one module that sees the wire: opening the socket and reading it until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType
+
+from .stream import FrameProcessor
+
+PONG = '{"type":"pong"}'
+# Frames above the monitor's limit are skipped one by one; only a frame this much
+# larger is refused by the transport, which must then drop the connection (it
+# cannot skip a frame it has not buffered).
+TRANSPORT_LIMIT_FACTOR = 16
+GOING_AWAY = int(WSCloseCode.GOING_AWAY)
+
+Socket = aiohttp.ClientWebSocketResponse[bool]
+
+
+class CannotConnect(Exception):
+    """A connection attempt failed; `reason` is one of metrics.CONNECT_FAILURE_REASONS."""
+
+    def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+async def connect(
+    session: aiohttp.ClientSession,
+    url: str,
+    api_key: str | None,
+    *,
+    heartbeat: float,
+    timeout: float,
+    max_frame_bytes: int,
+) -> Socket:
+    """Open the event stream; raise CannotConnect with a bounded reason."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with asyncio.timeout(timeout):
+            return await session.ws_connect(
+                url,
+                headers=headers,
+                heartbeat=heartbeat,
+                autoping=True,
+                decode_text=False,  # orjson reads bytes; market data is never decoded to str
+                max_msg_size=max_frame_bytes * TRANSPORT_LIMIT_FACTOR,
+                timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+            )
+    except aiohttp.WSServerHandshakeError as err:
+        reason = "unauthorized" if err.status in (401, 403) else "http_error"
+        raise CannotConnect(reason, f"HTTP {err.status} on upgrade", err.status) from err
+    except aiohttp.ClientConnectorDNSError as err:
+        raise CannotConnect("dns", f"cannot resolve {err.host}") from err
+    except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as err:
+        raise CannotConnect("tls", str(err)) from err
+    except aiohttp.ClientConnectorError as err:
+        raise CannotConnect("refused", f"{err.host}:{err.port}: {err.strerror}") from err
+    except TimeoutError as err:
+        raise CannotConnect("timeout", f"no upgrade within {timeout:g}s") from err
+    except (aiohttp.ClientError, OSError) as err:
+        raise CannotConnect("error", f"{type(err).__name__}: {err}") from err
+
+
+async def pump(ws: Socket, processor: FrameProcessor) -> str:
+    """Feed every frame to `processor` until the socket ends; return the disconnect reason."""
+    receive = ws.receive
+    feed = processor.text
+    text, binary = WSMsgType.TEXT, WSMsgType.BINARY
+    processor.shutdown_announced = False
+    while True:
+        msg = await receive()
+        kind = msg.type
+        if kind is text:
+            if feed(msg.data):
+                await ws.send_str(PONG)
+        elif kind is binary:
+            processor.binary(msg.data)
+        else:
+            return _disconnect_reason(ws, msg, processor)
+
+
+def _disconnect_reason(ws: Socket, msg: Any, processor: FrameProcessor) -> str:
+    if msg.type is WSMsgType.ERROR:
+        err = msg.data
+        if isinstance(err, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return "heartbeat_timeout"
+        if isinstance(err, aiohttp.WebSocketError):
+            if err.code == WSCloseCode.MESSAGE_TOO_BIG:
+                processor.invalid("too_large", str(err), b"")
+                return "frame_too_large"
+            return "protocol_error"
+        return "error"
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
+        graceful = processor.shutdown_announced or ws.close_code == GOING_AWAY
+        return "gateway_shutdown" if graceful else "closed_by_gateway"
+    # CLOSED without a close frame: the TCP connection went away under us.
+    return "connection_lost"

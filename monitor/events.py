@@ -1,0 +1,158 @@
+"""Turns decoded gateway events into metric updates and one structured log line each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from . import protocol
+from .decode import (
+    ConnectionEvent,
+    ErrorEvent,
+    Event,
+    LifecycleEvent,
+    RateLimitEvent,
+    StalenessEvent,
+)
+from .metrics import Metrics
+
+log = structlog.get_logger("monitor.events")
+
+SYMBOL_LABEL_MAX = 128
+"""Longer symbol names are cut: a label value must not grow the exposition without bound."""
+
+_WARNING_CONNECTION_EVENTS = frozenset({"DISCONNECTING", "RECONNECTING", "BROKER_DISCONNECTED"})
+
+
+class EventHandler:
+    """Applies events to metrics and keeps the small state some metrics need."""
+
+    def __init__(
+        self, metrics: Metrics, max_symbol_series: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._m = metrics
+        self._max_symbols = max_symbol_series
+        self._clock = clock
+        # broker -> symbol -> stale_since; bounded by max_symbol_series in total.
+        self.stale: dict[str, dict[str, float]] = {}
+        self._tracked = 0
+        self.recent_critical: list[dict[str, Any]] = []
+
+    def handle(self, event: Event) -> None:
+        """Record one event."""
+        if isinstance(event, LifecycleEvent):
+            self._lifecycle(event)
+        elif isinstance(event, ErrorEvent):
+            self._error(event)
+        elif isinstance(event, ConnectionEvent):
+            self._connection(event)
+        elif isinstance(event, StalenessEvent):
+            self._staleness(event)
+        elif isinstance(event, RateLimitEvent):
+            self._rate_limit(event)
+
+    def _remember_critical(self, name: str, **fields: Any) -> None:
+        self.recent_critical.append({"event": name, "time": self._clock(), **fields})
+        del self.recent_critical[:-20]
+
+    def _connection(self, ev: ConnectionEvent) -> None:
+        m = self._m
+        m.connection_events.labels(ev.event, ev.broker).inc()
+        named = ev.broker != protocol.NO_BROKER
+        if ev.event in ("BROKER_DISCONNECTED", "BROKER_CONNECTION_FAILED") and named:
+            m.broker_up.labels(ev.broker).set(0)
+        if ev.event == "BROKER_CONNECTION_FAILED" and named:
+            m.broker_connection_failed.labels(ev.broker).set(1)
+        # A CONNECTED that names no broker says nothing about any one broker, so it
+        # must not clear a failure (that would resolve a page for nothing).
+        if ev.event in ("BROKER_RECONNECTED", "CONNECTED") and named:
+            m.broker_up.labels(ev.broker).set(1)
+            m.broker_connection_failed.labels(ev.broker).set(0)
+        if ev.event == "BROKER_RECONNECTED" and ev.gap_seconds is not None:
+            m.broker_gap.labels(ev.broker).observe(ev.gap_seconds)
+        name = "gateway.connection." + ev.event.lower()
+        fields = {"broker": ev.broker, "error": ev.error, "gap_duration_ms": _ms(ev.gap_seconds)}
+        if ev.event in protocol.CRITICAL_CONNECTION_EVENTS:
+            self._remember_critical(name, broker=ev.broker)
+            log.error(name, **fields)
+        elif ev.event in _WARNING_CONNECTION_EVENTS:
+            log.warning(name, **fields)
+        else:
+            log.info(name, **fields)
+
+    def _staleness(self, ev: StalenessEvent) -> None:
+        symbols = self.stale.setdefault(ev.broker, {})
+        if ev.event == "STALE":
+            since = ev.stale_since or ev.timestamp or self._clock()
+            for symbol in ev.symbols:
+                self._mark_stale(ev.broker, symbols, symbol[:SYMBOL_LABEL_MAX], since)
+            log.warning("gateway.data_staleness.stale", broker=ev.broker,
+                        symbols=list(ev.symbols), stale_since=ev.stale_since)
+        elif ev.event == "FRESH":
+            now = ev.timestamp or self._clock()
+            for symbol in ev.symbols:
+                label = symbol[:SYMBOL_LABEL_MAX]
+                if label in symbols:
+                    since = symbols.pop(label)
+                    self._tracked -= 1
+                    self._m.symbol_stale_since.remove(ev.broker, label)
+                    self._m.stale_duration.labels(ev.broker).observe(max(0.0, now - since))
+            log.info("gateway.data_staleness.fresh", broker=ev.broker, symbols=list(ev.symbols))
+        else:
+            log.warning("gateway.data_staleness.other", broker=ev.broker, symbols=list(ev.symbols))
+        self._m.stale_symbols.labels(ev.broker).set(len(symbols))
+
+    def _mark_stale(self, broker: str, symbols: dict[str, float], symbol: str, since: float) -> None:
+        if symbol in symbols:
+            return
+        if self._tracked >= self._max_symbols:
+            self._m.symbol_series_dropped.inc()
+            return
+        symbols[symbol] = since
+        self._tracked += 1
+        self._m.symbol_stale_since.labels(broker, symbol).set(since)
+
+    def _rate_limit(self, ev: RateLimitEvent) -> None:
+        m = self._m
+        m.rate_limit_events.labels(ev.event).inc()
+        if ev.requests_remaining is not None:
+            m.rate_limit_remaining.set(ev.requests_remaining)
+        if ev.reset_at is not None:
+            m.rate_limit_reset.set(ev.reset_at)
+        log.warning("gateway.rate_limit." + ev.event.lower(),
+                    requests_remaining=ev.requests_remaining, reset_at=ev.reset_at)
+
+    def _error(self, ev: ErrorEvent) -> None:
+        self._m.error_events.labels(ev.code).inc()
+        self._m.last_error.labels(ev.code).set(self._clock())
+        name = "gateway.error." + ev.code.lower()
+        fields = {"code": ev.raw_code, "message": ev.message, "details": ev.details}
+        if ev.code in protocol.CRITICAL_ERROR_CODES:
+            self._remember_critical(name, message=ev.message)
+            log.error(name, **fields)
+        else:
+            log.warning(name, **fields)
+
+    def _lifecycle(self, ev: LifecycleEvent) -> None:
+        counter = {
+            "account": self._m.account_events,
+            "order": self._m.order_events,
+            "position": self._m.position_events,
+        }[ev.kind]
+        counter.labels(ev.event).inc()
+        name = f"gateway.{ev.kind}.{ev.event.lower()}"
+        if ev.event in protocol.CRITICAL_ACCOUNT_EVENTS:
+            self._remember_critical(name)
+            log.error(name)
+        elif ev.event == "MARGIN_WARNING":
+            log.warning(name)
+        else:
+            # Orders and balance updates are routine and frequent.
+            log.debug(name)
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)

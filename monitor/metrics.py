@@ -1,0 +1,211 @@
+"""Every metric the monitor exports, built against a registry that is passed in.
+
+Series that alerts test with increase() are created at 0 at start-up: an alert written
+as `increase(x[5m]) > 0` never fires for a series whose first sample is already 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__, protocol
+
+PREFIX = "gateway_monitor_"
+DISCONNECT_REASONS = (
+    "closed_by_gateway",
+    "gateway_shutdown",
+    "connection_lost",
+    "heartbeat_timeout",
+    "frame_too_large",
+    "protocol_error",
+    "error",
+)
+CONNECT_FAILURE_REASONS = (
+    "refused",
+    "timeout",
+    "dns",
+    "tls",
+    "unauthorized",
+    "http_error",
+    "key_unavailable",
+    "error",
+)
+INVALID_REASONS = (
+    "binary",
+    "too_large",
+    "invalid_json",
+    "not_object",
+    "missing_type",
+    "wrong_shape",
+)
+PROBE_ENDPOINTS = ("readyz", "livez", "health")
+# Outages and staleness episodes run from a second to hours.
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class StreamStats:
+    """Plain-int counters for the per-frame hot path, exported at scrape time.
+
+    A labelled prometheus_client `.inc()` costs ~5x a dict increment; every frame
+    passes through here, so these stay plain Python objects.
+    """
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = dict.fromkeys((*protocol.FRAME_TYPES, protocol.OTHER), 0)
+        self.invalid: dict[str, int] = dict.fromkeys(INVALID_REASONS, 0)
+        self.last_frame_time = 0.0
+
+    def total_frames(self) -> int:
+        return sum(self.frames.values())
+
+
+class StreamStatsCollector(Collector):
+    """Exports StreamStats as regular counter and gauge families."""
+
+    def __init__(self, stats: StreamStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        frames = CounterMetricFamily(
+            PREFIX + "frames_total", "Frames received from the gateway, by type.", labels=["type"]
+        )
+        for kind, count in self._stats.frames.items():
+            frames.add_metric([kind], count)
+        yield frames
+        invalid = CounterMetricFamily(
+            PREFIX + "invalid_frames_total",
+            "Frames that could not be used (binary, too large, bad JSON, wrong shape), by reason.",
+            labels=["reason"],
+        )
+        for reason, count in self._stats.invalid.items():
+            invalid.add_metric([reason], count)
+        yield invalid
+        yield GaugeMetricFamily(
+            PREFIX + "ws_last_frame_timestamp_seconds",
+            "Unix time of the last frame received from the gateway (0 before the first).",
+            value=self._stats.last_frame_time,
+        )
+
+
+class Metrics:
+    """The monitor's metric objects, all registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.stream = StreamStats()
+        registry.register(StreamStatsCollector(self.stream))
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, registry=registry, buckets=DURATION_BUCKETS)
+
+        self.ws_connected = gauge("ws_connected", "1 while the WebSocket to the gateway is open.")
+        self.ws_connects = counter("ws_connects", "Successful WebSocket upgrades.")
+        self.ws_disconnects = counter(
+            "ws_disconnects", "WebSocket connections that ended, by reason.", ("reason",)
+        )
+        self.ws_connect_failures = counter(
+            "ws_connect_failures", "Failed connection attempts, by reason.", ("reason",)
+        )
+        self.ws_unauthorized = gauge(
+            "ws_unauthorized", "1 while the gateway rejects the monitor's API key."
+        )
+        self.ws_consecutive_failures = gauge(
+            "ws_consecutive_connect_failures", "Connection attempts failed since the last success."
+        )
+        self.connection_events = counter(
+            "connection_events", "connection frames, by event and broker.", ("event", "broker")
+        )
+        self.broker_up = gauge(
+            "broker_up", "1 while the broker is seen connected, 0 after it dropped.", ("broker",)
+        )
+        self.broker_connection_failed = gauge(
+            "broker_connection_failed",
+            "1 after BROKER_CONNECTION_FAILED until the broker is seen up again.",
+            ("broker",),
+        )
+        self.broker_gap = histogram(
+            "broker_gap_seconds", "Broker outage length reported by BROKER_RECONNECTED.", ("broker",)
+        )
+        self.stale_symbols = gauge("stale_symbols", "Symbols currently stale.", ("broker",))
+        self.symbol_stale_since = gauge(
+            "symbol_stale_since_timestamp_seconds",
+            "When the symbol went stale; present only while it is stale.",
+            ("broker", "symbol"),
+        )
+        self.symbol_series_dropped = counter(
+            "symbol_series_dropped",
+            "Stale symbols not tracked because MONITOR_MAX_SYMBOL_SERIES was reached.",
+        )
+        self.stale_duration = histogram(
+            "stale_duration_seconds", "Length of a staleness episode, observed on FRESH.", ("broker",)
+        )
+        self.rate_limit_events = counter(
+            "rate_limit_events", "rate_limit frames, by event.", ("event",)
+        )
+        self.rate_limit_remaining = gauge(
+            "rate_limit_requests_remaining", "requests_remaining of the last rate_limit frame."
+        )
+        self.rate_limit_reset = gauge(
+            "rate_limit_reset_timestamp_seconds", "reset_at of the last rate_limit frame."
+        )
+        self.error_events = counter("error_events", "error frames, by code.", ("code",))
+        self.last_error = gauge(
+            "last_error_timestamp_seconds", "When an error frame with this code last arrived.", ("code",)
+        )
+        self.account_events = counter("account_events", "account frames, by event.", ("event",))
+        self.order_events = counter("order_events", "order frames, by event.", ("event",))
+        self.position_events = counter("position_events", "position frames, by event.", ("event",))
+        self.probe_success = gauge(
+            "probe_success", "1 if the last probe of the gateway endpoint succeeded.", ("endpoint",)
+        )
+        self.probe_duration = gauge(
+            "probe_duration_seconds", "Duration of the last probe of the endpoint.", ("endpoint",)
+        )
+        self.probe_status = gauge(
+            "probe_http_status_code", "HTTP status of the last probe, 0 on transport failure.",
+            ("endpoint",),
+        )
+        self.gateway_degraded = gauge(
+            "gateway_degraded", "1 when the gateway's /health reports anything but connected."
+        )
+        self.gateway_info = gauge(
+            "gateway_info", "Version the gateway reports in /health (always 1).", ("version", "git_sha")
+        )
+        self.gateway_broker_connected = gauge(
+            "gateway_broker_connected", "Broker connection state reported by /health.", ("broker",)
+        )
+        self.gateway_stale_instruments = gauge(
+            "gateway_stale_instruments", "Stale instruments reported by /health.", ("broker",)
+        )
+        self.build_info = gauge("build_info", "Monitor version (always 1).", ("version",))
+        self._initialise()
+
+    def _initialise(self) -> None:
+        for reason in DISCONNECT_REASONS:
+            self.ws_disconnects.labels(reason)
+        for reason in CONNECT_FAILURE_REASONS:
+            self.ws_connect_failures.labels(reason)
+        for counter, names in (
+            (self.rate_limit_events, protocol.RATE_LIMIT_EVENTS),
+            (self.error_events, protocol.ERROR_CODES),
+            (self.account_events, protocol.ACCOUNT_EVENTS),
+            (self.order_events, protocol.ORDER_EVENTS),
+            (self.position_events, protocol.POSITION_EVENTS),
+        ):
+            for name in (*names, protocol.OTHER):
+                counter.labels(name)
+        for endpoint in PROBE_ENDPOINTS:
+            self.probe_success.labels(endpoint)
+            self.probe_duration.labels(endpoint)
+            self.probe_status.labels(endpoint)
+        self.build_info.labels(__version__).set(1)

@@ -1,0 +1,113 @@
+"""Probes the gateway's /readyz, /livez and /health, blackbox_exporter style."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from . import protocol
+from .metrics import PROBE_ENDPOINTS, Metrics
+
+log = structlog.get_logger("monitor.probe")
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class Prober:
+    """Probes every endpoint each interval; a failure is a metric and a log line, never fatal."""
+
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession, metrics: Metrics, timeout: float
+    ) -> None:
+        self._base = base_url
+        self._session = session
+        self._m = metrics
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._failing: set[str] = set()
+        self._info: tuple[str, str] | None = None
+        self._brokers: set[str] = set()
+        self.last_health: dict[str, Any] | None = None
+
+    async def run(self, interval: float) -> None:
+        """Probe forever, one round per interval."""
+        while True:
+            started = time.monotonic()
+            await self.probe_all()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def probe_all(self) -> None:
+        """One round: all endpoints concurrently."""
+        await asyncio.gather(*(self._probe(endpoint) for endpoint in PROBE_ENDPOINTS))
+
+    async def _probe(self, endpoint: str) -> None:
+        started = time.perf_counter()
+        status, body, problem = 0, b"", None
+        try:
+            async with self._session.get(
+                f"{self._base}/{endpoint}", timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                body = await resp.content.read(MAX_BODY_BYTES)
+            if not 200 <= status < 300:
+                problem = f"HTTP {status}"
+            elif endpoint == "health":
+                problem = self._record_health(body)
+        except TimeoutError:
+            problem = "timeout"
+        except (aiohttp.ClientError, OSError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        self._m.probe_duration.labels(endpoint).set(time.perf_counter() - started)
+        self._m.probe_status.labels(endpoint).set(status)
+        self._m.probe_success.labels(endpoint).set(0 if problem else 1)
+        self._log_change(endpoint, problem, status)
+
+    def _log_change(self, endpoint: str, problem: str | None, status: int) -> None:
+        # One line per change of state: a down gateway must not flood the log every 5 s.
+        if problem and endpoint not in self._failing:
+            self._failing.add(endpoint)
+            log.warning("monitor.probe.failed", endpoint=endpoint, status=status, problem=problem)
+        elif not problem and endpoint in self._failing:
+            self._failing.discard(endpoint)
+            log.info("monitor.probe.recovered", endpoint=endpoint, status=status)
+
+    def _record_health(self, body: bytes) -> str | None:
+        """Export /health's view of the gateway; return a problem for an unreadable body."""
+        try:
+            health = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return "body is not JSON"
+        if not isinstance(health, dict) or not isinstance(health.get("status"), str):
+            return "body has no string `status`"
+        self.last_health = health
+        self._m.gateway_degraded.set(0 if health["status"] == "connected" else 1)
+        self._record_info(str(health.get("version", ""))[:64], str(health.get("git_sha", ""))[:64])
+        providers = health.get("providers")
+        seen: set[str] = set()
+        for provider in providers if isinstance(providers, list) else []:
+            if isinstance(provider, dict):
+                broker = protocol.normalise_broker(provider.get("platform"))
+                stale = provider.get("stale_instruments")
+                seen.add(broker)
+                self._m.gateway_broker_connected.labels(broker).set(
+                    1 if provider.get("connected") is True else 0
+                )
+                self._m.gateway_stale_instruments.labels(broker).set(
+                    len(stale) if isinstance(stale, list) else 0
+                )
+        for gone in self._brokers - seen:
+            self._m.gateway_broker_connected.remove(gone)
+            self._m.gateway_stale_instruments.remove(gone)
+        self._brokers = seen
+        return None
+
+    def _record_info(self, version: str, git_sha: str) -> None:
+        if self._info != (version, git_sha):
+            if self._info is not None:
+                self._m.gateway_info.remove(*self._info)
+            self._m.gateway_info.labels(version, git_sha).set(1)
+            self._info = (version, git_sha)

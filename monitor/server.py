@@ -1,0 +1,31 @@
+"""The monitor's own HTTP endpoints: /metrics, /-/healthy, /-/ready."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+READY = web.AppKey("ready", dict)
+
+
+def build_app(registry: CollectorRegistry) -> web.Application:
+    """An application serving only the documented endpoints."""
+    app = web.Application()
+    app[READY] = {"ready": False}
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    return app
+
+
+async def _healthy(_request: web.Request) -> web.Response:
+    return web.Response(text="Healthy.\n")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    # Ready means the monitor itself is up and configured. The gateway's state is
+    # deliberately absent: a sidecar's readiness gates the whole pod.
+    if request.app[READY]["ready"]:
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready.\n")

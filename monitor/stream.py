@@ -1,0 +1,73 @@
+"""The per-frame path: count every frame, decode only the ones that matter."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from .decode import (
+    ConnectionEvent,
+    InvalidFrame,
+    PingEvent,
+    decode,
+    market_data_type,
+    to_event,
+)
+from .events import EventHandler
+from .metrics import StreamStats
+
+log = structlog.get_logger("monitor.stream")
+
+PREVIEW_BYTES = 120
+
+
+class FrameProcessor:
+    """Consumes text and binary frames; a bad frame costs one counter and one log line."""
+
+    def __init__(self, stats: StreamStats, handler: EventHandler, max_frame_bytes: int) -> None:
+        self._stats = stats
+        self._frames = stats.frames
+        self._handler = handler
+        self._max = max_frame_bytes
+        self.shutdown_announced = False
+        """Set when the gateway sent DISCONNECTING on the current connection."""
+
+    def text(self, data: bytes) -> bool:
+        """Process one text frame; True when the gateway asked for a JSON pong."""
+        self._stats.last_frame_time = time.time()
+        kind = market_data_type(data)
+        if kind is not None and len(data) <= self._max:
+            self._frames[kind] += 1
+            return False
+        try:
+            if len(data) > self._max:
+                raise InvalidFrame("too_large", f"{len(data)} bytes > limit {self._max}")
+            kind, obj = decode(data)
+            self._frames[kind] += 1
+            event = to_event(kind, obj)
+        except InvalidFrame as err:
+            self.invalid(err.reason, err.detail, data)
+            return False
+        if event is None:
+            return False
+        if isinstance(event, PingEvent):
+            return True
+        if isinstance(event, ConnectionEvent) and event.event == "DISCONNECTING":
+            self.shutdown_announced = True
+        try:
+            self._handler.handle(event)
+        except Exception:  # a handler bug costs this frame, never the connection
+            log.exception("monitor.frame.handler_failed", frame_type=kind)
+        return False
+
+    def binary(self, data: bytes) -> None:
+        """The gateway speaks JSON text only: a binary frame is counted and skipped."""
+        self._stats.last_frame_time = time.time()
+        self.invalid("binary", f"{len(data)} bytes", data)
+
+    def invalid(self, reason: str, detail: str, data: bytes) -> None:
+        """Count and log one unusable frame."""
+        self._stats.invalid[reason] += 1
+        log.warning("monitor.frame.invalid", reason=reason, detail=detail[:200],
+                    size=len(data), preview=data[:PREVIEW_BYTES].decode("utf-8", "replace"))

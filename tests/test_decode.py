@@ -1,0 +1,207 @@
+"""The pure decoder: market-data prefilter, full decode, typed events, and hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor import protocol
+from monitor.decode import (
+    ConnectionEvent,
+    ErrorEvent,
+    InvalidFrame,
+    LifecycleEvent,
+    PingEvent,
+    RateLimitEvent,
+    StalenessEvent,
+    decode,
+    market_data_type,
+    parse_timestamp,
+    to_event,
+)
+from monitor.metrics import INVALID_REASONS
+
+
+def event_of(frame: dict[str, object]) -> object:
+    kind, obj = decode(orjson.dumps(frame))
+    return to_event(kind, obj)
+
+
+@pytest.mark.parametrize("kind", ["quote", "candle", "trade"])
+def test_market_data_is_recognised_from_its_prefix(kind: str) -> None:
+    assert market_data_type(orjson.dumps({"type": kind, kind: {"symbol": "AAPL"}})) == kind
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"event_id":"evt_1","quote":{},"type":"quote"}',  # sorted keys: type is not first
+        b'{"type": "quote"}',  # whitespace after the colon
+        b'{"type":"quotes"}',
+        b'{"type":"error","code":"LIQUIDATION"}',
+        b"",
+    ],
+)
+def test_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
+    assert market_data_type(frame) is None
+
+
+def test_declined_market_data_still_decodes_to_its_type() -> None:
+    assert decode(b'{"event_id":"evt_1","quote":{},"type":"quote"}')[0] == "quote"
+    assert decode(b'{"type": "quote"}')[0] == "quote"
+
+
+def test_unknown_type_folds_to_other_and_keeps_the_object() -> None:
+    kind, obj = decode(b'{"type":"galaxy","x":1}')
+    assert (kind, obj["x"]) == ("other", 1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"{not json", "invalid_json"),
+        (b'{"type":"error"', "invalid_json"),
+        (b"\xff\xfe", "invalid_json"),
+        (b"[1,2]", "not_object"),
+        (b'"error"', "not_object"),
+        (b'{"code":"LIQUIDATION"}', "missing_type"),
+        (b'{"type":7}', "missing_type"),
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),
+    ],
+)
+def test_bad_frames_raise_invalid_frame_with_reason(frame: bytes, reason: str) -> None:
+    with pytest.raises(InvalidFrame) as info:
+        decode(frame)
+    assert info.value.reason == reason
+
+
+def test_connection_event_fields() -> None:
+    event = event_of({"type": "connection", "event": "BROKER_RECONNECTED", "broker": "alpaca-paper",
+                      "gap_duration_ms": 4200, "timestamp": "2025-01-15T10:31:04Z"})
+    assert event == ConnectionEvent("BROKER_RECONNECTED", "alpaca-paper", None, 4.2)
+
+
+def test_connection_event_folds_unknown_event_and_broker() -> None:
+    event = event_of({"type": "connection", "event": "WARP", "broker": "Alpaca_Paper", "error": 5})
+    assert event == ConnectionEvent("other", "alpaca-paper", "5", None)
+    event = event_of({"type": "connection", "event": "CONNECTED", "broker": "nyse-floor"})
+    assert isinstance(event, ConnectionEvent)
+    assert event.broker == protocol.OTHER
+
+
+def test_connection_event_without_string_event_is_wrong_shape() -> None:
+    with pytest.raises(InvalidFrame, match="wrong_shape"):
+        event_of({"type": "connection", "event": ["CONNECTED"]})
+
+
+def test_staleness_event() -> None:
+    event = event_of({"type": "data_staleness", "event": "STALE", "symbols": ["AAPL", "MSFT"],
+                      "stale_since": "2025-01-15T10:30:00Z", "broker": "alpaca-paper",
+                      "timestamp": "2025-01-15T10:30:05Z"})
+    assert event == StalenessEvent("STALE", "alpaca-paper", ("AAPL", "MSFT"), 1736937000.0,
+                                   1736937005.0)
+
+
+@pytest.mark.parametrize("symbols", ["AAPL", [1, 2], {"a": 1}, [None]])
+def test_staleness_symbols_of_wrong_type_are_wrong_shape(symbols: object) -> None:
+    with pytest.raises(InvalidFrame, match="wrong_shape"):
+        event_of({"type": "data_staleness", "event": "STALE", "symbols": symbols})
+
+
+def test_rate_limit_event() -> None:
+    event = event_of({"type": "rate_limit", "event": "RATE_LIMIT_WARNING", "requests_remaining": 10,
+                      "reset_at": "2025-01-15T10:31:00Z"})
+    assert event == RateLimitEvent("RATE_LIMIT_WARNING", 10, 1736937060.0)
+
+
+def test_rate_limit_with_odd_numbers_keeps_the_event() -> None:
+    event = event_of({"type": "rate_limit", "event": "RATE_LIMIT_HIT", "requests_remaining": "ten",
+                      "reset_at": 17})
+    assert event == RateLimitEvent("RATE_LIMIT_HIT", None, None)
+
+
+def test_error_event_is_never_lost_for_its_shape() -> None:
+    assert event_of({"type": "error", "code": "POSITION_UNPROTECTED", "message": "m",
+                     "details": {"symbol": "AAPL"}}) == ErrorEvent(
+        "POSITION_UNPROTECTED", "POSITION_UNPROTECTED", "m", {"symbol": "AAPL"})
+    odd = event_of({"type": "error", "code": ["x"], "message": None})
+    assert odd == ErrorEvent("other", None, None, None)
+    unknown = event_of({"type": "error", "code": "NEW_CODE"})
+    assert isinstance(unknown, ErrorEvent)
+    assert (unknown.code, unknown.raw_code) == ("other", "NEW_CODE")
+
+
+def test_lifecycle_events_fold_unknown_events() -> None:
+    assert event_of({"type": "account", "event": "MARGIN_CALL"}) == LifecycleEvent("account", "MARGIN_CALL")
+    assert event_of({"type": "order", "event": 3}) == LifecycleEvent("order", "other")
+    assert event_of({"type": "position", "event": "POSITION_CLOSED"}) == LifecycleEvent(
+        "position", "POSITION_CLOSED")
+
+
+def test_ping_and_counted_only_kinds() -> None:
+    assert event_of({"type": "ping", "timestamp": "2025-01-01T00:00:00Z"}) == PingEvent()
+    assert event_of({"type": "quote", "quote": {}}) is None
+    assert event_of({"type": "mystery"}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-01-15T10:30:00Z", 1736937000.0),
+        ("2025-01-15T10:30:00.125Z", 1736937000.125),
+        ("2025-01-15T10:30:00.123456789Z", 1736937000.123456),  # nanoseconds, as Rust sends them
+        ("2025-01-15T12:30:00+02:00", 1736937000.0),
+        ("2025-01-15T10:30:00", 1736937000.0),
+        ("yesterday", None),
+        (1736937000, None),
+        ("9" * 100, None),
+    ],
+)
+def test_parse_timestamp(text: object, expected: float | None) -> None:
+    result = parse_timestamp(text)
+    assert result == pytest.approx(expected) if expected is not None else result is None
+
+
+def _check_decoder(data: bytes) -> None:
+    try:
+        kind, obj = decode(data)
+        to_event(kind, obj)
+    except InvalidFrame as err:
+        assert err.reason in INVALID_REASONS
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes_only_yield_events_or_invalid_frame(data: bytes) -> None:
+    _check_decoder(data)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+fields = st.sampled_from(["event", "broker", "symbols", "stale_since", "gap_duration_ms", "code",
+                          "message", "details", "requests_remaining", "reset_at", "timestamp",
+                          "error", "event_id"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from([*protocol.FRAME_TYPES, "pong", "x"]),
+       st.dictionaries(fields, json_values, max_size=8))
+def test_fuzz_wrong_types_in_every_field(kind: str, body: dict[str, object]) -> None:
+    data = json.dumps({"type": kind, **body}).encode()  # stdlib: also writes ints beyond 64 bits
+    _check_decoder(data)
+    # Truncations of a well-formed frame are all either decodable or invalid_json.
+    for cut in (1, len(data) // 2, len(data) - 1):
+        _check_decoder(data[:cut])
+
+
+def test_huge_numbers_are_handled() -> None:
+    _check_decoder(b'{"type":"connection","event":"BROKER_RECONNECTED","gap_duration_ms":1e308}')
+    _check_decoder(b'{"type":"rate_limit","event":"RATE_LIMIT_HIT","requests_remaining":' +
+                   b"9" * 400 + b"}")
