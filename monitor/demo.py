@@ -42,6 +42,8 @@ async def run_demo(listen: str, gateway_listen: str, stop: StopRequest) -> None:
         f"  Ctrl-C stops.\n",
         flush=True,
     )
+    while sim.client_count == 0 and not stop.event.is_set():  # noqa: ASYNC110 - first scenario seen
+        await asyncio.sleep(0.05)
     tasks = [
         asyncio.create_task(run_market_data(sim, MARKET_DATA_RATE, stop.event)),
         asyncio.create_task(_cycle(sim, stop.event)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -90,7 +91,7 @@ class EventHandler:
             for symbol in ev.symbols:
                 self._mark_stale(ev.broker, symbols, symbol[:SYMBOL_LABEL_MAX], since)
             log.warning("gateway.data_staleness.stale", broker=ev.broker,
-                        symbols=list(ev.symbols), stale_since=ev.stale_since)
+                        symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
         elif ev.event == "FRESH":
             now = ev.timestamp or self._clock()
             for symbol in ev.symbols:
@@ -123,7 +124,7 @@ class EventHandler:
         if ev.reset_at is not None:
             m.rate_limit_reset.set(ev.reset_at)
         log.warning("gateway.rate_limit." + ev.event.lower(),
-                    requests_remaining=ev.requests_remaining, reset_at=ev.reset_at)
+                    requests_remaining=ev.requests_remaining, reset_at=_iso(ev.reset_at))
 
     def _error(self, ev: ErrorEvent) -> None:
         self._m.error_events.labels(ev.code).inc()
@@ -152,6 +153,10 @@ class EventHandler:
         else:
             # Orders and balance updates are routine and frequent.
             log.debug(name)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 def _ms(seconds: float | None) -> int | None:

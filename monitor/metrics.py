@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__, protocol
+
+# `_created` series double the exposition and no alert or panel here uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "gateway_monitor_"
 DISCONNECT_REASONS = (

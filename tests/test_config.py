@@ -60,7 +60,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     text = str(info.value)
     for expected in ("unknown setting 'heartbeat_secs'", "probe_timeout_seconds in", "GATEWAY_URL must",
                      "got 'ftp://gw'", "MONITOR_LISTEN must be host:port", "LOG_LEVEL must be one of",
-                     "MONITOR_MAX_FRAME_BYTES must be a whole number", "--reconnect-factor must be at least 1",
+                     "MONITOR_MAX_FRAME_BYTES must be a whole number",
+                     "--reconnect-factor must be at least 1",
                      "does not exist or is not readable"):
         assert expected in text
     assert len(info.value.problems) == 8

@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint tools bench
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## Run the monitor against its built-in simulated gateway.
+demo: $(BIN)/.installed
+	$(BIN)/gateway-monitor demo
+
+## Install the external tools the tests use (Prometheus, Alertmanager, validators).
+tools:
+	@for script in alerts/install-tools.sh deploy/install-tools.sh; do \
+		if [ -f $$script ]; then bash $$script || exit 1; fi; \
+	done
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check monitor tests
+	$(BIN)/mypy
+
+## Everything CI runs: lint, type check, all tests.
+test: $(BIN)/.installed tools lint
+	$(BIN)/pytest
