@@ -17,7 +17,7 @@ demo: $(BIN)/.installed
 
 ## Install the external tools the tests use (Prometheus, Alertmanager, validators).
 tools:
-	@for script in alerts/install-tools.sh deploy/install-tools.sh; do \
+	@for script in tests/install-browser.sh alerts/install-tools.sh deploy/install-tools.sh; do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; \
 	done
 

@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import Config, plain_ws_to_remote
 from .events import EventHandler
-from .metrics import Metrics
-from .observer import Observer
+from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
+from .observer import Observer, ObserverState
 from .probe import Prober
 from .server import READY, build_app
+from .status import Snapshot
 from .stream import FrameProcessor
 
 log = structlog.get_logger("monitor")
@@ -32,7 +33,7 @@ class Monitor:
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.handler = EventHandler(self.metrics, config.max_symbol_series)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
-        self.app = build_app(self.metrics.registry)
+        self.app = build_app(self.metrics.registry, self.snapshot)
         self.app.cleanup_ctx.append(self._background)
         self._runner: web.AppRunner | None = None
         self.observer: Observer | None = None
@@ -61,6 +62,24 @@ class Monitor:
             await self._runner.cleanup()
             self._runner = None
         log.info("monitor.stopped", reason=reason)
+
+    def snapshot(self) -> Snapshot:
+        """A copy of what the status page shows."""
+        state = self.observer.state if self.observer else ObserverState()
+        value = self.metrics.registry.get_sample_value
+        probes = {
+            endpoint: (value(PREFIX + "probe_success", {"endpoint": endpoint}) or 0.0,
+                       value(PREFIX + "probe_http_status_code", {"endpoint": endpoint}) or 0.0)
+            for endpoint in PROBE_ENDPOINTS
+        }
+        return Snapshot(
+            gateway_url=self.config.gateway_url, connected=state.connected,
+            unauthorized=state.unauthorized, since=state.since,
+            last_change_reason=state.last_change_reason, probes=probes,
+            brokers=dict(self.handler.brokers),
+            stale={broker: dict(symbols) for broker, symbols in self.handler.stale.items()},
+            recent_critical=list(self.handler.recent_critical),
+        )
 
     async def _background(self, _app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:

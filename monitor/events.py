@@ -22,10 +22,17 @@ from .metrics import Metrics
 
 log = structlog.get_logger("monitor.events")
 
+RECENT_CRITICAL_KEPT = 20
 SYMBOL_LABEL_MAX = 128
 """Longer symbol names are cut: a label value must not grow the exposition without bound."""
 
 _WARNING_CONNECTION_EVENTS = frozenset({"DISCONNECTING", "RECONNECTING", "BROKER_DISCONNECTED"})
+_BROKER_STATE = {
+    "CONNECTED": "up",
+    "BROKER_RECONNECTED": "up",
+    "BROKER_DISCONNECTED": "disconnected",
+    "BROKER_CONNECTION_FAILED": "failed",
+}
 
 
 class EventHandler:
@@ -41,6 +48,8 @@ class EventHandler:
         self.stale: dict[str, dict[str, float]] = {}
         self._tracked = 0
         self.recent_critical: list[dict[str, Any]] = []
+        # broker -> (state, since): what the status page shows per broker.
+        self.brokers: dict[str, tuple[str, float]] = {}
 
     def handle(self, event: Event) -> None:
         """Record one event."""
@@ -57,7 +66,7 @@ class EventHandler:
 
     def _remember_critical(self, name: str, **fields: Any) -> None:
         self.recent_critical.append({"event": name, "time": self._clock(), **fields})
-        del self.recent_critical[:-20]
+        del self.recent_critical[:-RECENT_CRITICAL_KEPT]
 
     def _connection(self, ev: ConnectionEvent) -> None:
         m = self._m
@@ -72,6 +81,9 @@ class EventHandler:
         if ev.event in ("BROKER_RECONNECTED", "CONNECTED") and named:
             m.broker_up.labels(ev.broker).set(1)
             m.broker_connection_failed.labels(ev.broker).set(0)
+        state = _BROKER_STATE.get(ev.event)
+        if state and named:
+            self.brokers[ev.broker] = (state, self._clock())
         if ev.event == "BROKER_RECONNECTED" and ev.gap_seconds is not None:
             m.broker_gap.labels(ev.broker).observe(ev.gap_seconds)
         name = "gateway.connection." + ev.event.lower()

@@ -1,18 +1,25 @@
-"""The monitor's own HTTP endpoints: /metrics, /-/healthy, /-/ready."""
+"""The monitor's own HTTP endpoints: /, /metrics, /-/healthy, /-/ready."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from .status import Snapshot, render
+
 READY = web.AppKey("ready", dict)
+SNAPSHOT: web.AppKey[Callable[[], Snapshot]] = web.AppKey("snapshot")
 
 
-def build_app(registry: CollectorRegistry) -> web.Application:
+def build_app(registry: CollectorRegistry, snapshot: Callable[[], Snapshot]) -> web.Application:
     """An application serving only the documented endpoints."""
     app = web.Application()
     app[READY] = {"ready": False}
+    app[SNAPSHOT] = snapshot
+    app.router.add_get("/", _status)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
@@ -29,3 +36,7 @@ async def _ready(request: web.Request) -> web.Response:
     if request.app[READY]["ready"]:
         return web.Response(text="Ready.\n")
     return web.Response(status=503, text="Not ready.\n")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.Response(text=render(request.app[SNAPSHOT]()), content_type="text/html")
