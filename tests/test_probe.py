@@ -87,7 +87,8 @@ async def test_refused_probes_do_not_touch_readiness_or_socket_state(simulator, 
 async def test_unknown_paths_are_404_and_the_server_fetches_nothing(monitor) -> None:
     mon = await monitor("http://127.0.0.1:9")
     async with aiohttp.ClientSession() as session:
-        for path in ("/index.html", "/metrics/../etc/passwd", "/probe?target=http://example.com", "/-/reload"):
+        for path in ("/index.html", "/metrics/../etc/passwd", "/probe?target=http://example.com",
+                     "/-/reload"):
             async with session.get(f"http://127.0.0.1:{mon.port}{path}") as resp:
                 assert resp.status == 404, path
         async with session.post(f"http://127.0.0.1:{mon.port}/metrics") as resp:

@@ -23,7 +23,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_monitor(gateway_url: str, port: int, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+async def start_monitor(
+    gateway_url: str, port: int, env: dict[str, str], log: Path
+) -> asyncio.subprocess.Process:
     with log.with_suffix(".out").open("wb") as out, log.open("wb") as err:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor", "--gateway-url", gateway_url, "--listen", f"127.0.0.1:{port}",
