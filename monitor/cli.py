@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen", default="127.0.0.1:9478", help="the monitor's address")
     demo.add_argument("--gateway-listen", default="127.0.0.1:18080",
                       help="the simulated gateway's address")
+    demo.add_argument("--pause", type=float, default=2.0, help="seconds between scenario steps")
     simulate = sub.add_parser("simulate", help="run the simulated gateway alone")
     simulate.add_argument("--listen", default="127.0.0.1:18080", help="host:port to serve on")
     simulate.add_argument("--api-key-file", default=None, help="require the key in this file")
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "demo":
         from .demo import run_demo
 
-        return _run_until_signal(run_demo, args["listen"], args["gateway_listen"])
+        return _run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
     if command == "simulate":
         return _run_until_signal(_run_simulator, args)
     check = args.pop("check_config", False)

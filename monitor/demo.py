@@ -13,7 +13,6 @@ from .config import load
 from .simulator import Simulator
 from .simulator.scenarios import SCENARIOS, run_cycle, run_market_data
 
-SCENARIO_PAUSE = 2.0
 MARKET_DATA_RATE = 50.0
 
 
@@ -23,14 +22,15 @@ class StopRequest(Protocol):
     async def wait(self) -> str: ...
 
 
-async def run_demo(listen: str, gateway_listen: str, stop: StopRequest) -> None:
+async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopRequest) -> None:
     """Run until `stop`: scenarios cycle on the simulator, the monitor observes it."""
     logs.configure("info", "auto")
     key = secrets.token_urlsafe(32)  # the demo exercises the auth path like a real deployment
     sim = Simulator(api_key=key)
     host, port = gateway_listen.rsplit(":", 1)
     await sim.start(host, int(port))
-    config = load({"gateway_url": sim.url, "listen": listen, "probe_interval_seconds": 2.0},
+    config = load({"gateway_url": sim.url, "listen": listen, "probe_interval_seconds": 2.0,
+                   "probe_timeout_seconds": 1.0},
                   environ={"GATEWAY_API_KEY": key})
     monitor = Monitor(config)
     await monitor.start()
@@ -46,7 +46,7 @@ async def run_demo(listen: str, gateway_listen: str, stop: StopRequest) -> None:
         await asyncio.sleep(0.05)
     tasks = [
         asyncio.create_task(run_market_data(sim, MARKET_DATA_RATE, stop.event)),
-        asyncio.create_task(_cycle(sim, stop.event)),
+        asyncio.create_task(_cycle(sim, pause, stop.event)),
     ]
     reason = await stop.wait()
     for task in tasks:
@@ -57,12 +57,12 @@ async def run_demo(listen: str, gateway_listen: str, stop: StopRequest) -> None:
     await sim.stop()
 
 
-async def _cycle(sim: Simulator, stop: asyncio.Event) -> None:
+async def _cycle(sim: Simulator, pause: float, stop: asyncio.Event) -> None:
     """Every scenario in turn, with a graceful gateway restart every third round."""
     rounds = 0
     while not stop.is_set():
-        await run_cycle(sim, SCENARIO_PAUSE)
+        await run_cycle(sim, pause)
         rounds += 1
         if rounds % 3 == 0:
-            await SCENARIOS["graceful_shutdown"](sim, SCENARIO_PAUSE)
-        await asyncio.sleep(SCENARIO_PAUSE)
+            await SCENARIOS["graceful_shutdown"](sim, pause)
+        await asyncio.sleep(pause)
