@@ -1,0 +1,345 @@
+"""Real Prometheus, Alertmanager and a webhook receiver for end-to-end alerting tests.
+
+Everything listens on 127.0.0.1, keeps its state under a temporary directory, waits for
+readiness with a deadline and is torn down by the fixture that started it. Use the fixtures
+(`webhook_receiver`, `alertmanager_factory`, `prometheus_factory`) from a conftest:
+
+    from processes import alertmanager_factory, prometheus_factory, webhook_receiver  # noqa: F401
+
+Binaries come from alerts/install-tools.sh (Debian: /usr/bin/prometheus,
+/usr/bin/prometheus-alertmanager); a missing binary fails the test, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "run `sudo alerts/install-tools.sh` (installs prometheus and prometheus-alertmanager)"
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+# Alertmanager timings for tests: notify within a second or two instead of minutes.
+FAST_TIMINGS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"}
+
+
+def find_binary(*names: str) -> str:
+    """Return the path of the first of `names` on PATH or in /usr/bin; fail the test if none."""
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
+        if path:
+            return path
+    pytest.fail(f"none of {', '.join(names)} found: {INSTALL_HINT}", pytrace=False)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Notification:
+    """One webhook call from Alertmanager, with the time it arrived."""
+
+    path: str
+    payload: dict[str, Any]
+    received_monotonic: float
+    received_wall: float
+
+    @property
+    def receiver(self) -> str:
+        """Name of the Alertmanager receiver that sent it."""
+        return str(self.payload.get("receiver", ""))
+
+    @property
+    def status(self) -> str:
+        """Status of the group: firing or resolved."""
+        return str(self.payload.get("status", ""))
+
+    @property
+    def alertnames(self) -> set[str]:
+        """Names of the alerts in the notification."""
+        return {a.get("labels", {}).get("alertname", "") for a in self.payload.get("alerts", [])}
+
+
+@dataclass
+class WebhookReceiver:
+    """A tiny aiohttp server that records every Alertmanager webhook call."""
+
+    notifications: list[Notification] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port."""
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((HOST, 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def url(self, path: str = "/") -> str:
+        """Return the URL of `path` on this receiver."""
+        return f"http://{HOST}:{self.port}/{path.lstrip('/')}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        self.notifications.append(Notification(request.path, payload, time.monotonic(), time.time()))
+        self._arrived.set()
+        return web.Response(text="ok")
+
+    async def wait_for(self, predicate: Callable[[Notification], bool], timeout: float) -> Notification:
+        """Return the first notification matching `predicate`, waiting up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for note in self.notifications:
+                if predicate(note):
+                    return note
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                got = [(n.path, n.status, sorted(n.alertnames)) for n in self.notifications]
+                raise AssertionError(f"no matching notification within {timeout}s; got {got}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+
+
+@dataclass
+class ManagedProcess:
+    """A server process with its log file, readiness check and teardown."""
+
+    name: str
+    argv: list[str]
+    port: int
+    workdir: Path
+    popen: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """File receiving the process's stdout and stderr."""
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        """Start the process (not yet ready)."""
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the last lines of the process log."""
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Poll GET /-/ready until 200; fail with the log tail on exit or timeout."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.monotonic() < deadline:
+                assert self.popen is not None
+                if self.popen.poll() is not None:
+                    pytest.fail(
+                        f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}", pytrace=False
+                    )
+                try:
+                    async with session.get(f"{self.base_url}/-/ready") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        pytest.fail(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}", pytrace=False)
+
+    def stop(self) -> None:
+        """Terminate (then kill) the process and close its log."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(STOP_TIMEOUT)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def prometheus_config(
+    scrape_configs: Iterable[dict[str, Any]],
+    rule_files: Iterable[Path | str],
+    alertmanager_port: int | None,
+    interval: str = "1s",
+) -> dict[str, Any]:
+    """Return a Prometheus configuration with short scrape/evaluation intervals."""
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(Path(f).resolve()) for f in rule_files],
+        "scrape_configs": list(scrape_configs),
+    }
+    if alertmanager_port is not None:
+        targets = [f"{HOST}:{alertmanager_port}"]
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": targets}]}]}
+    return config
+
+
+def alertmanager_test_config(
+    base: dict[str, Any], receiver: WebhookReceiver, timings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Return `base` with every webhook sent to `receiver` at /<receiver name> and fast timings."""
+    config = copy.deepcopy(base)
+    for rcv in config.get("receivers", []):
+        for hook in rcv.get("webhook_configs", []):
+            hook["url"] = receiver.url(rcv["name"])
+    _set_timings(config["route"], {**FAST_TIMINGS, **(timings or {})})
+    return config
+
+
+def _set_timings(route: dict[str, Any], timings: dict[str, str], root: bool = True) -> None:
+    # The root gets every timing; a child route keeps inheriting unless it sets its own.
+    for key, value in timings.items():
+        if root or key in route:
+            route[key] = value
+    for child in route.get("routes", []):
+        _set_timings(child, timings, root=False)
+
+
+def _write_config(workdir: Path, name: str, data: dict[str, Any]) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def start_alertmanager(workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+    """Start prometheus-alertmanager on 127.0.0.1 with `config`, clustering off; wait ready."""
+    port = free_port()
+    config_file = _write_config(workdir, "alertmanager.yml", config)
+    argv = [
+        find_binary("prometheus-alertmanager", "alertmanager"),
+        f"--config.file={config_file}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address={HOST}:{port}",
+        "--cluster.listen-address=",
+        "--log.level=debug",
+    ]
+    proc = ManagedProcess("alertmanager", argv, port, workdir)
+    proc.start()
+    await proc.wait_ready()
+    return proc
+
+
+async def start_prometheus(workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+    """Start prometheus on 127.0.0.1 with `config` and temporary storage; wait ready."""
+    port = free_port()
+    config_file = _write_config(workdir, "prometheus.yml", config)
+    argv = [
+        find_binary("prometheus"),
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={HOST}:{port}",
+        # Prometheus discovers its Alertmanagers ~5s after start and drops what it sent
+        # before; the next send waits for the resend delay (1m by default).
+        "--rules.alert.resend-delay=1s",
+        "--log.level=debug",
+    ]
+    proc = ManagedProcess("prometheus", argv, port, workdir)
+    proc.start()
+    await proc.wait_ready()
+    return proc
+
+
+async def get_json(url: str) -> Any:
+    """GET `url` and return its JSON body (raises on a non-2xx status)."""
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+        resp.raise_for_status()
+        return await resp.json()
+
+
+async def post_alerts(alertmanager: ManagedProcess, alerts: list[dict[str, Any]]) -> None:
+    """POST alerts ({"labels": ..., "annotations": ...}) to Alertmanager's v2 API."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        url = f"{alertmanager.base_url}/api/v2/alerts"
+        async with session.post(
+            url, data=json.dumps(alerts), headers={"Content-Type": "application/json"}
+        ) as resp:
+            resp.raise_for_status()
+
+
+StartFn = Callable[[dict[str, Any]], Awaitable[ManagedProcess]]
+
+
+@pytest_asyncio.fixture
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    """A running webhook receiver on 127.0.0.1."""
+    receiver = WebhookReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.close()
+
+
+async def _factory(
+    workdir: Path, starter: Callable[[Path, dict[str, Any]], Awaitable[ManagedProcess]]
+) -> AsyncIterator[StartFn]:
+    started: list[ManagedProcess] = []
+
+    async def start(config: dict[str, Any]) -> ManagedProcess:
+        proc = await starter(workdir / str(len(started)), config)
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in reversed(started):
+            await asyncio.to_thread(proc.stop)
+
+
+@pytest_asyncio.fixture
+async def alertmanager_factory(tmp_path: Path) -> AsyncIterator[StartFn]:
+    """start(config) -> a ready Alertmanager; all stopped at teardown."""
+    async for start in _factory(tmp_path / "alertmanager", start_alertmanager):
+        yield start
+
+
+@pytest_asyncio.fixture
+async def prometheus_factory(tmp_path: Path) -> AsyncIterator[StartFn]:
+    """start(config) -> a ready Prometheus (see prometheus_config()); all stopped at teardown."""
+    async for start in _factory(tmp_path / "prometheus", start_prometheus):
+        yield start
