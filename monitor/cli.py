@@ -7,7 +7,6 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from . import __version__, logs
@@ -59,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
     if command == "simulate":
-        return _run_until_signal(_run_simulator, args)
+        from .simulator.cli import run_simulate
+
+        return _run_until_signal(run_simulate, args)
     check = args.pop("check_config", False)
     config_file = args.pop("config", None)
     try:
@@ -98,17 +99,6 @@ async def _run_monitor(config: Config, stop: StopRequest) -> None:
     monitor = Monitor(config)
     await monitor.start()
     await monitor.stop(f"received {await stop.wait()}")
-
-
-async def _run_simulator(args: dict[str, Any], stop: StopRequest) -> None:
-    from .simulator import serve
-
-    logs.configure("info", "auto")
-    key_file = args["api_key_file"]
-    key = Path(key_file).read_text(encoding="utf-8").strip() if key_file else None  # noqa: ASYNC240
-    host, port = args["listen"].rsplit(":", 1)
-    await serve(host, int(port), api_key=key, cycle=not args["no_cycle"],
-                market_data_rate=args["market_data_rate"], pause=args["pause"], stop=stop.event)
 
 
 def _run_until_signal(target: Callable[..., Awaitable[None]], *args: Any) -> int:

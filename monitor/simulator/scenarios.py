@@ -1,0 +1,204 @@
+"""Scripted gateway incidents: each emits its frames and moves /metrics and /health as a real one.
+
+Every scenario takes the simulator and a pause (seconds between steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from monitor.protocol import CRITICAL_ERROR_CODES, ERROR_CODES
+from monitor.simulator import frames
+from monitor.simulator.business import (
+    BROKER,
+    account_body,
+    error_example,
+    fill_trade,
+    order_body,
+    position_body,
+)
+from monitor.simulator.market_data import run_market_data
+
+__all__ = ["CYCLE", "SCENARIOS", "run_cycle", "run_market_data", "run_scenario"]
+
+if TYPE_CHECKING:
+    from monitor.simulator.server import Simulator
+
+Scenario = Callable[["Simulator", float], Awaitable[None]]
+
+log = structlog.get_logger("simulator")
+STALE_SYMBOLS = ["AAPL", "MSFT"]
+PLATFORM = {"platform": BROKER}
+
+
+async def _critical(sim: Simulator, frame: frames.Frame) -> None:
+    # The real gateway counts a critical notification that reached no client at all.
+    if await sim.broadcast(frame) == 0:
+        sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
+
+
+def _broker_lost(sim: Simulator, error: str) -> frames.Frame:
+    sim.set_broker(BROKER, connected=False)
+    sim.inc_metric("gateway_broker_disconnections_total", PLATFORM)
+    return frames.connection("BROKER_DISCONNECTED", broker=BROKER, error=error)
+
+
+async def broker_outage(sim: Simulator, pause: float) -> None:
+    """Broker link drops, quotes go stale, the gateway reconnects and data is fresh again."""
+    started = time.monotonic()
+    await sim.broadcast(_broker_lost(sim, "websocket closed by peer: 1006 abnormal closure"))
+    sim.set_broker(BROKER, stale_instruments=STALE_SYMBOLS)
+    stale_since = sim.providers[BROKER].stale_since
+    await sim.broadcast(
+        frames.data_staleness("STALE", STALE_SYMBOLS, stale_since=stale_since, broker=BROKER)
+    )
+    await asyncio.sleep(pause)
+    sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
+    await asyncio.sleep(pause)
+    sim.set_broker(BROKER, connected=True)
+    sim.inc_metric("gateway_broker_reconnections_total", PLATFORM)
+    gap_ms = int((time.monotonic() - started) * 1000)
+    await sim.broadcast(
+        frames.connection("BROKER_RECONNECTED", broker=BROKER, gap_duration_ms=gap_ms)
+    )
+    await asyncio.sleep(pause)
+    sim.set_broker(BROKER, stale_instruments=[])
+    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=BROKER))
+
+
+async def broker_give_up(sim: Simulator, pause: float) -> None:
+    """Broker link drops and the gateway gives up; later an operator restores it."""
+    await sim.broadcast(_broker_lost(sim, "connection reset by peer (os error 104)"))
+    await asyncio.sleep(pause)
+    sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
+    sim.inc_metric("gateway_broker_reconnect_failures_total", PLATFORM)
+    await sim.broadcast(
+        frames.connection(
+            "BROKER_CONNECTION_FAILED",
+            broker=BROKER,
+            error="max reconnect attempts (10) exceeded: HTTP 401 from broker auth",
+        )
+    )
+    await asyncio.sleep(pause)
+    sim.set_broker(BROKER, connected=True)
+    await sim.broadcast(frames.connection("CONNECTED", broker=BROKER))
+
+
+async def rate_limit(sim: Simulator, pause: float) -> None:
+    """The broker's request budget runs low, then out."""
+    reset_at = frames.iso_in(60)
+    for event, remaining in (("RATE_LIMIT_WARNING", 10), ("RATE_LIMIT_HIT", 0)):
+        sim.inc_metric("gateway_rate_limit_events_total", {**PLATFORM, "event_type": event})
+        await sim.broadcast(frames.rate_limit(event, remaining, reset_at))
+        await asyncio.sleep(pause)
+
+
+async def error_codes(sim: Simulator, pause: float) -> None:
+    """One `error` frame for every non-critical code of the protocol."""
+    for code in ERROR_CODES:
+        if code in CRITICAL_ERROR_CODES:
+            continue
+        message, details = error_example(code)
+        await sim.broadcast(frames.error(code, message, details=details))
+        await asyncio.sleep(pause / 4)
+
+
+async def position_unprotected(sim: Simulator, pause: float) -> None:
+    """A position is open after its stop-loss leg was rejected."""
+    message, details = error_example("POSITION_UNPROTECTED")
+    await _critical(sim, frames.error("POSITION_UNPROTECTED", message, details=details))
+    await asyncio.sleep(pause)
+
+
+async def liquidation(sim: Simulator, pause: float) -> None:
+    """The broker liquidates a position; the position closes."""
+    message, details = error_example("LIQUIDATION")
+    await _critical(sim, frames.error("LIQUIDATION", message, details=details))
+    await asyncio.sleep(pause)
+    closed = position_body("pos_" + secrets.token_hex(4), quantity="0", realized_pnl="-812.40")
+    await sim.broadcast(frames.position("POSITION_CLOSED", closed))
+
+
+async def oco_double_exit(sim: Simulator, pause: float) -> None:
+    """Both legs of an OCO group fill before the second cancel reaches the broker."""
+    sim.inc_metric("gateway_oco_double_exit_total", PLATFORM)
+    message, details = error_example("OCO_DOUBLE_EXIT")
+    await _critical(sim, frames.error("OCO_DOUBLE_EXIT", message, details=details))
+    await asyncio.sleep(pause)
+
+
+async def margin_call(sim: Simulator, pause: float) -> None:
+    """Margin use climbs to a warning, then to a margin call."""
+    await sim.broadcast(frames.account("MARGIN_WARNING", account_body(margin_used="8200.00")))
+    await asyncio.sleep(pause)
+    await sim.broadcast(frames.account("MARGIN_CALL", account_body(margin_used="9650.00")))
+    await asyncio.sleep(pause)
+
+
+async def unprotected_fill(sim: Simulator, pause: float) -> None:
+    """A fill-time protection failure that only the gateway's own metrics ever show."""
+    sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
+    await asyncio.sleep(pause)
+
+
+async def orders(sim: Simulator, pause: float) -> None:
+    """A limit order is created, partly then fully filled; the position and balance follow."""
+    order_id = "ord_" + secrets.token_hex(4)
+    sim.inc_metric("gateway_orders_submitted_total", PLATFORM)
+    sim.inc_metric("gateway_order_submit_duration_seconds", PLATFORM, 0.042)
+    steps = (
+        ("ORDER_CREATED", "0", "NEW"),
+        ("ORDER_PARTIALLY_FILLED", "60", "PARTIALLY_FILLED"),
+        ("ORDER_FILLED", "100", "FILLED"),
+    )
+    for event, filled, status in steps:
+        sim.inc_metric("gateway_order_events_total", {**PLATFORM, "event_type": event})
+        await sim.broadcast(frames.order(event, order_body(order_id, filled, status)))
+        await asyncio.sleep(pause)
+    await sim.broadcast(frames.trade("TRADE_FILLED", fill_trade(order_id)))
+    await asyncio.sleep(pause)
+    opened = position_body("pos_" + secrets.token_hex(4), quantity="100", realized_pnl="0.00")
+    await sim.broadcast(frames.position("POSITION_OPENED", opened))
+    await asyncio.sleep(pause)
+    await sim.broadcast(frames.account("BALANCE_UPDATED", account_body(margin_used="1500.00")))
+
+
+async def graceful_shutdown(sim: Simulator, pause: float) -> None:
+    """The gateway is restarted: DISCONNECTING, close 1001, refused for 2 x pause, back."""
+    await sim.graceful_shutdown(down_seconds=2 * pause)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "broker_outage": broker_outage,
+    "broker_give_up": broker_give_up,
+    "rate_limit": rate_limit,
+    "error_codes": error_codes,
+    "position_unprotected": position_unprotected,
+    "liquidation": liquidation,
+    "oco_double_exit": oco_double_exit,
+    "margin_call": margin_call,
+    "unprotected_fill": unprotected_fill,
+    "orders": orders,
+    "graceful_shutdown": graceful_shutdown,
+}
+CYCLE: tuple[str, ...] = tuple(name for name in SCENARIOS if name != "graceful_shutdown")
+
+
+async def run_scenario(sim: Simulator, name: str, pause: float) -> None:
+    """Run one named scenario to completion, logging its start and end."""
+    log.info("simulator.scenario.started", scenario=name)
+    await SCENARIOS[name](sim, pause)
+    log.info("simulator.scenario.finished", scenario=name)
+
+
+async def run_cycle(sim: Simulator, pause: float) -> None:
+    """Run every scenario except graceful_shutdown once, in a fixed order."""
+    for name in CYCLE:
+        await run_scenario(sim, name, pause)
+        await asyncio.sleep(pause)
