@@ -1,10 +1,16 @@
-"""Fixtures for the alerting tests: tool paths, rule files, exported metric names, processes."""
+"""Fixtures for the alerting tests: tool paths, rule files, exported metric names, processes.
+
+The monitor's metric names come from a live scrape: a real `gateway-monitor` process observing a
+real simulated-gateway process, after every simulator scenario has run (`monitor_scrape_names`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +18,19 @@ import pytest
 import yaml
 from processes import (  # noqa: F401  (fixtures re-exported for the tests in this directory)
     INSTALL_HINT,
+    ManagedProcess,
     alertmanager_factory,
     find_binary,
+    get_text,
+    post,
     prometheus_factory,
+    start_monitor,
+    start_simulator,
     webhook_receiver,
 )
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.simulator.scenarios import SCENARIOS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DIR = REPO_ROOT / "alerts"
@@ -37,45 +51,24 @@ BUILTIN_NAMES = frozenset(
     }
 )
 
-# TODO(lead): replace by the `monitor_scrape_names` fixture that scrapes a live monitor's
-# /metrics. Until then this CONTRACT-like table (name and type, from the interface contract)
-# stands in for the scrape, so the name check already runs. Delete this block and the fixture
-# below once the live fixture exists in tests/conftest.py.
-_CONTRACT_LIKE_METRICS = """
-gateway_monitor_ws_connected                         gauge
-gateway_monitor_ws_connects_total                    counter
-gateway_monitor_ws_disconnects_total                 counter
-gateway_monitor_ws_connect_failures_total            counter
-gateway_monitor_ws_unauthorized                      gauge
-gateway_monitor_ws_consecutive_connect_failures      gauge
-gateway_monitor_ws_last_frame_timestamp_seconds      gauge
-gateway_monitor_frames_total                         counter
-gateway_monitor_invalid_frames_total                 counter
-gateway_monitor_connection_events_total              counter
-gateway_monitor_broker_up                            gauge
-gateway_monitor_broker_connection_failed             gauge
-gateway_monitor_broker_gap_seconds                   histogram
-gateway_monitor_stale_symbols                        gauge
-gateway_monitor_symbol_stale_since_timestamp_seconds gauge
-gateway_monitor_symbol_series_dropped_total          counter
-gateway_monitor_stale_duration_seconds               histogram
-gateway_monitor_rate_limit_events_total              counter
-gateway_monitor_rate_limit_requests_remaining        gauge
-gateway_monitor_rate_limit_reset_timestamp_seconds   gauge
-gateway_monitor_error_events_total                   counter
-gateway_monitor_last_error_timestamp_seconds         gauge
-gateway_monitor_account_events_total                 counter
-gateway_monitor_order_events_total                   counter
-gateway_monitor_position_events_total                counter
-gateway_monitor_probe_success                        gauge
-gateway_monitor_probe_duration_seconds               gauge
-gateway_monitor_probe_http_status_code               gauge
-gateway_monitor_gateway_degraded                     gauge
-gateway_monitor_gateway_info                         gauge
-gateway_monitor_gateway_broker_connected             gauge
-gateway_monitor_gateway_stale_instruments            gauge
-gateway_monitor_build_info                           gauge
-"""
+# Monitor series that exist only after some event (everything else exists from start-up).
+# The live fixture waits for them, so that a scrape really shows every name the monitor has.
+EVENT_BORN_NAMES = frozenset(
+    {
+        "gateway_monitor_connection_events_total",
+        "gateway_monitor_broker_up",
+        "gateway_monitor_broker_connection_failed",
+        "gateway_monitor_broker_gap_seconds_bucket",
+        "gateway_monitor_stale_symbols",
+        "gateway_monitor_symbol_stale_since_timestamp_seconds",
+        "gateway_monitor_stale_duration_seconds_bucket",
+        "gateway_monitor_last_error_timestamp_seconds",
+        "gateway_monitor_gateway_info",
+        "gateway_monitor_gateway_broker_connected",
+        "gateway_monitor_gateway_stale_instruments",
+    }
+)
+LIVE_SCRAPE_TIMEOUT = 20.0
 
 
 def exposition_names(name: str, kind: str) -> set[str]:
@@ -87,14 +80,74 @@ def exposition_names(name: str, kind: str) -> set[str]:
     return {name}
 
 
+def sample_names(text: str) -> set[str]:
+    """Names of every sample in a Prometheus text exposition."""
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample_value(text: str, name: str) -> float | None:
+    """Value of the unlabelled sample `name` in a text exposition (None when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
+async def scrape_until(monitor: ManagedProcess, predicate: Callable[[str], bool], what: str) -> str:
+    """Scrape the monitor's /metrics until `predicate(text)` holds; fail after a deadline."""
+    deadline = time.monotonic() + LIVE_SCRAPE_TIMEOUT
+    while time.monotonic() < deadline:
+        text = await get_text(f"{monitor.base_url}/metrics")
+        if predicate(text):
+            return text
+        await asyncio.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}:\n{monitor.log_tail()}", pytrace=False)
+
+
+async def drive_every_scenario(sim: ManagedProcess, monitor: ManagedProcess) -> None:
+    """Run every simulator scenario once, then leave one symbol stale."""
+    await scrape_until(monitor, lambda t: sample_value(t, "gateway_monitor_ws_connected") == 1, "connect")
+    for scenario in SCENARIOS:
+        await post(f"{sim.base_url}/_sim/scenario/{scenario}?pause=0.05")
+        if scenario == "graceful_shutdown":  # runs in the background: wait for the reconnect
+            await scrape_until(
+                monitor,
+                lambda t: (sample_value(t, "gateway_monitor_ws_connects_total") or 0) >= 2,
+                "reconnect",
+            )
+    # A STALE without its FRESH: symbol_stale_since exists only while a symbol is stale.
+    stale = {"type": "data_staleness", "event": "STALE", "symbols": ["LIVE"], "broker": "alpaca-paper"}
+    await post(f"{sim.base_url}/_sim/frame", stale)
+
+
+async def live_monitor_scrape(workdir: Path) -> str:
+    """Start a simulator and a monitor process, run every scenario, return the monitor's scrape."""
+    started: list[ManagedProcess] = []
+    try:
+        sim = await start_simulator(workdir / "simulator")
+        started.append(sim)
+        monitor = await start_monitor(workdir / "monitor", sim.base_url)
+        started.append(monitor)
+        await drive_every_scenario(sim, monitor)
+        return await scrape_until(
+            monitor, lambda t: sample_names(t) >= EVENT_BORN_NAMES, "every event-born series"
+        )
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
 @pytest.fixture(scope="session")
-def monitor_scrape_names() -> set[str]:
-    """Metric names the monitor exports. TODO(lead): take them from a live scrape instead."""
-    names: set[str] = set()
-    for line in _CONTRACT_LIKE_METRICS.strip().splitlines():
-        name, kind = line.split()
-        names |= exposition_names(name, kind)
-    return names
+def monitor_scrape_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The /metrics text of a real monitor process after every simulator scenario ran."""
+    return asyncio.run(live_monitor_scrape(tmp_path_factory.mktemp("live-monitor")))
+
+
+@pytest.fixture(scope="session")
+def monitor_scrape_names(monitor_scrape_text: str) -> set[str]:
+    """Metric (sample) names the monitor exports, from that live scrape."""
+    return sample_names(monitor_scrape_text)
 
 
 @pytest.fixture(scope="session")

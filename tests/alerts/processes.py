@@ -8,6 +8,9 @@ readiness with a deadline and is torn down by the fixture that started it. Use t
 
 Binaries come from alerts/install-tools.sh (Debian: /usr/bin/prometheus,
 /usr/bin/prometheus-alertmanager); a missing binary fails the test, it is never skipped.
+
+The simulated gateway and the monitor run as real processes too (`start_simulator`,
+`start_monitor`), driven through the simulator's /_sim/ control API (`post`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -142,6 +147,8 @@ class ManagedProcess:
     argv: list[str]
     port: int
     workdir: Path
+    ready_path: str = "/-/ready"
+    env: dict[str, str] | None = None
     popen: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -157,8 +164,12 @@ class ManagedProcess:
 
     def start(self) -> None:
         """Start the process (not yet ready)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        env = {**os.environ, **self.env} if self.env is not None else None
+        self.popen = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         """Return the last lines of the process log."""
@@ -168,7 +179,7 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Poll GET /-/ready until 200; fail with the log tail on exit or timeout."""
+        """Poll GET `ready_path` until 200; fail with the log tail on exit or timeout."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while time.monotonic() < deadline:
@@ -178,13 +189,19 @@ class ManagedProcess:
                         f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}", pytrace=False
                     )
                 try:
-                    async with session.get(f"{self.base_url}/-/ready") as resp:
+                    async with session.get(f"{self.base_url}{self.ready_path}") as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
         pytest.fail(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}", pytrace=False)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash: no clean close of its sockets by the program)."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(STOP_TIMEOUT)
 
     def stop(self) -> None:
         """Terminate (then kill) the process and close its log."""
@@ -219,14 +236,24 @@ def prometheus_config(
 
 
 def alertmanager_test_config(
-    base: dict[str, Any], receiver: WebhookReceiver, timings: dict[str, str] | None = None
+    base: dict[str, Any],
+    receiver: WebhookReceiver,
+    timings: dict[str, str] | None = None,
+    route_timings: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Return `base` with every webhook sent to `receiver` at /<receiver name> and fast timings."""
+    """Return `base` with every webhook sent to `receiver` at /<receiver name> and fast timings.
+
+    `timings` apply to the root and to the routes that set their own; `route_timings`
+    (receiver name -> timings) then override the child routes of that receiver, so a test can
+    keep production's proportions (e.g. warnings wait longer than pages).
+    """
     config = copy.deepcopy(base)
     for rcv in config.get("receivers", []):
         for hook in rcv.get("webhook_configs", []):
             hook["url"] = receiver.url(rcv["name"])
     _set_timings(config["route"], {**FAST_TIMINGS, **(timings or {})})
+    for child in config["route"].get("routes", []):
+        child.update((route_timings or {}).get(child.get("receiver", ""), {}))
     return config
 
 
@@ -282,6 +309,64 @@ async def start_prometheus(workdir: Path, config: dict[str, Any]) -> ManagedProc
     proc.start()
     await proc.wait_ready()
     return proc
+
+
+def _python_module(workdir: Path, name: str, port: int, args: list[str], ready_path: str) -> ManagedProcess:
+    """A `python -m monitor ...` process with JSON logs, importing the repository's package."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {"LOG_FORMAT": "json", "PYTHONPATH": str(repo)}
+    argv = [sys.executable, "-m", "monitor", *args]
+    return ManagedProcess(name, argv, port, workdir, ready_path=ready_path, env=env)
+
+
+async def start_simulator(workdir: Path, market_data_rate: float = 20.0) -> ManagedProcess:
+    """Start `gateway-monitor simulate` (no scenario cycle) on 127.0.0.1; wait for /readyz."""
+    port = free_port()
+    rate = str(market_data_rate)
+    args = ["simulate", "--listen", f"{HOST}:{port}", "--no-cycle", "--market-data-rate", rate]
+    proc = _python_module(workdir, "simulator", port, args, "/readyz")
+    proc.start()
+    await proc.wait_ready()
+    return proc
+
+
+async def start_monitor(workdir: Path, gateway_url: str, *flags: str) -> ManagedProcess:
+    """Start `gateway-monitor` against `gateway_url` on 127.0.0.1; wait for /-/ready.
+
+    Probes every second and reconnects within a second, so that states change within a
+    scrape or two; `flags` are appended (later flags win).
+    """
+    port = free_port()
+    args = [
+        "--gateway-url", gateway_url,
+        "--listen", f"{HOST}:{port}",
+        "--probe-interval-seconds", "1",
+        "--probe-timeout-seconds", "0.5",
+        "--reconnect-initial-seconds", "0.2",
+        "--reconnect-max-seconds", "1",
+        *flags,
+    ]  # fmt: skip
+    proc = _python_module(workdir, "monitor", port, args, "/-/ready")
+    proc.start()
+    await proc.wait_ready()
+    return proc
+
+
+async def post(url: str, body: Any = None) -> Any:
+    """POST `body` (JSON-encoded unless bytes) to `url`; return the JSON answer (raises on non-2xx)."""
+    data = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else None)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url, data=data) as resp:
+        resp.raise_for_status()
+        return await resp.json()
+
+
+async def get_text(url: str) -> str:
+    """GET `url` and return its body as text (raises on a non-2xx status)."""
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+        resp.raise_for_status()
+        return await resp.text()
 
 
 async def get_json(url: str) -> Any:

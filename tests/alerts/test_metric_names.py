@@ -1,13 +1,25 @@
-"""Every metric an alert or a runbook query reads is exported by the monitor or the gateway."""
+"""Every metric an alert, a runbook query or a dashboard panel reads is really exported.
+
+"Exported" means: in the live scrape of a real monitor process after every simulator scenario
+(`monitor_scrape_names`), or in the gateway's metric table of ../shared/GATEWAY-NOTES.md.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
-from conftest import ALERTS_DIR, BUILTIN_NAMES
+from conftest import ALERTS_DIR, BUILTIN_NAMES, EVENT_BORN_NAMES, REPO_ROOT
 from metric_names import names_in_expr
+
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "gateway-monitor.json"
+# Grafana's built-in interval variables become a duration, every other variable a regex
+# (all dashboard variables are used as `label=~"$var"`), so the expression lexes as PromQL.
+GRAFANA_INTERVAL = re.compile(r"\$\{?__(?:rate_interval|interval|range)(?:_ms|_s)?\}?")
+GRAFANA_VARIABLE = re.compile(r"\$\{?[A-Za-z_]\w*(?::\w+)?\}?")
+LABEL_VALUES = re.compile(r"^\s*label_values\((?:(?P<expr>.+),)?\s*\w+\s*\)\s*$", re.DOTALL)
 
 # Prometheus's own metrics, used only by the Watchdog runbook.
 PROMETHEUS_SELF_METRICS = frozenset(
@@ -80,3 +92,54 @@ def test_runbook_queries_use_only_exported_metrics(
 def test_gateway_table_is_parsed(gateway_metric_names: set[str]) -> None:
     assert "gateway_ws_slow_consumer_disconnects" in gateway_metric_names
     assert "gateway_order_submit_duration_seconds_bucket" in gateway_metric_names
+
+
+def test_live_scrape_has_every_event_born_series(monitor_scrape_names: set[str]) -> None:
+    """The live fixture really drove the monitor: series that need an event are in the scrape."""
+    assert not EVENT_BORN_NAMES - monitor_scrape_names, sorted(EVENT_BORN_NAMES - monitor_scrape_names)
+    assert "gateway_monitor_frames_total" in monitor_scrape_names
+
+
+def resolve_grafana(expr: str) -> str:
+    """`expr` with Grafana's template variables replaced, so that it lexes as PromQL."""
+    return GRAFANA_VARIABLE.sub(".*", GRAFANA_INTERVAL.sub("5m", expr))
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable of the dashboard JSON."""
+    board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    out: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            walk(panel.get("panels", []))  # panels nested in collapsed rows
+            for target in panel.get("targets", []):
+                out.append((f"panel {panel.get('title')!r} {target.get('refId')}", target["expr"]))
+
+    walk(board["panels"])
+    for variable in board.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable["query"] if isinstance(variable["query"], str) else variable["query"]["query"]
+            match = LABEL_VALUES.match(query)
+            out.append((f"variable ${variable['name']}", (match.group("expr") or "") if match else query))
+    return out
+
+
+def test_dashboard_queries_are_found() -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 30, queries
+    assert resolve_grafana('rate(x{pod=~"$pod"}[$__rate_interval])') == 'rate(x{pod=~".*"}[5m])'
+
+
+def test_dashboard_queries_use_only_exported_metrics(
+    monitor_scrape_names: set[str], gateway_metric_names: set[str]
+) -> None:
+    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES
+    used: set[str] = set()
+    for where, expr in dashboard_queries():
+        names = names_in_expr(resolve_grafana(expr))
+        assert names, f"{where}: no metric in {expr!r}"
+        unknown = names - known
+        assert not unknown, f"{DASHBOARD.name} {where} uses metrics nobody exports: {sorted(unknown)}"
+        used |= names
+    assert used & monitor_scrape_names and used & gateway_metric_names
