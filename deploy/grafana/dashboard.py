@@ -70,6 +70,18 @@ def rate(name: str, by: str = "", labels: str = "", fn: str = "rate") -> str:
     return f"sum{grouping} ({fn}({m(name, labels)}[{WINDOW}]))"
 
 
+def gateway_increase(name: str, by: str = "") -> str:
+    """Increase of a gateway counter, counting the increment that created the series.
+
+    The gateway exports a counter only from its first increment, so its series starts
+    at 1 and increase() alone shows a first dropped notification as 0; a series that
+    did not exist one window ago contributes its whole value (as the alert rules do).
+    """
+    grouping = f" by ({by})" if by else ""
+    sel = m(name)
+    return f"sum{grouping} (({sel} unless {sel} offset {WINDOW}) or increase({sel}[{WINDOW}]))"
+
+
 def quantile(q: float, name: str, by: str) -> str:
     """histogram_quantile over a classic histogram, grouped by `by`."""
     return (
@@ -162,14 +174,14 @@ def panels() -> list[Panel]:
                    unit="s", width=8),
         timeseries("Gateway broker link events (gateway /metrics)",
                    "The gateway's own counters of broker disconnections and reconnects.",
-                   Target(rate("gateway_broker_disconnections_total", "platform", fn="increase"),
+                   Target(gateway_increase("gateway_broker_disconnections_total", "platform"),
                           "disconnections {{platform}}"),
-                   Target(rate("gateway_broker_reconnect_attempts_total", "platform",
-                               fn="increase"), "reconnect attempts {{platform}}"),
-                   Target(rate("gateway_broker_reconnections_total", "platform", fn="increase"),
+                   Target(gateway_increase("gateway_broker_reconnect_attempts_total", "platform"),
+                          "reconnect attempts {{platform}}"),
+                   Target(gateway_increase("gateway_broker_reconnections_total", "platform"),
                           "reconnections {{platform}}"),
-                   Target(rate("gateway_broker_reconnect_failures_total", "platform",
-                               fn="increase"), "reconnect failures {{platform}}"),
+                   Target(gateway_increase("gateway_broker_reconnect_failures_total", "platform"),
+                          "reconnect failures {{platform}}"),
                    width=12),
         timeseries("Connection events",
                    "connection frames by event and broker.",
@@ -213,8 +225,8 @@ def panels() -> list[Panel]:
                    "rate_limit frames (monitor) and the gateway's own rate-limit counter.",
                    Target(rate("gateway_monitor_rate_limit_events_total", "event",
                                fn="increase"), "stream {{event}}"),
-                   Target(rate("gateway_rate_limit_events_total", "platform, event_type",
-                               fn="increase"), "gateway {{platform}} {{event_type}}"),
+                   Target(gateway_increase("gateway_rate_limit_events_total", "platform, event_type"),
+                          "gateway {{platform}} {{event_type}}"),
                    width=6),
         timeseries("Rate limit: requests remaining",
                    "requests_remaining of the last rate_limit frame.",
@@ -253,8 +265,8 @@ def panels() -> list[Panel]:
                           "p99 {{platform}}"),
                    unit="s", width=8),
         timeseries("Order events (gateway)", "The gateway's order events by type.",
-                   Target(rate("gateway_order_events_total", "platform, event_type",
-                               fn="increase"), "{{platform}} {{event_type}}"),
+                   Target(gateway_increase("gateway_order_events_total", "platform, event_type"),
+                          "{{platform}} {{event_type}}"),
                    width=8),
         timeseries("Order, position and account events (stream)",
                    "order, position and account frames the monitor saw, by event.",
@@ -268,11 +280,11 @@ def panels() -> list[Panel]:
         timeseries("Safety counters (gateway)",
                    "Critical notifications that reached no client, OCO double exits and "
                    "circuit-breaker resets: any increase needs a look.",
-                   Target(rate("gateway_critical_notifications_dropped_total", "platform",
-                               fn="increase"), "critical dropped {{platform}}"),
-                   Target(rate("gateway_oco_double_exit_total", "platform", fn="increase"),
+                   Target(gateway_increase("gateway_critical_notifications_dropped_total", "platform"),
+                          "critical dropped {{platform}}"),
+                   Target(gateway_increase("gateway_oco_double_exit_total", "platform"),
                           "OCO double exit {{platform}}"),
-                   Target(rate("gateway_circuit_breaker_resets_total", fn="increase"),
+                   Target(gateway_increase("gateway_circuit_breaker_resets_total"),
                           "circuit breaker resets"),
                    width=12),
         row("Gateway WebSocket clients"),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ALERTS_DIR, RULES_DIR, rule_files, run
+from alerts_support import ALERTS_DIR, RULES_DIR, rule_files, run
 
 RUNBOOK = ALERTS_DIR / "RUNBOOK.md"
 THRESHOLDS = ALERTS_DIR / "thresholds.yaml"

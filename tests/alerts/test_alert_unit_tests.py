@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import UNIT_TESTS_DIR, run
+from alerts_support import UNIT_TESTS_DIR, run
 
 UNIT_TEST_FILES = sorted(UNIT_TESTS_DIR.glob("*.yml"))
 

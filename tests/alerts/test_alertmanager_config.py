@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ALERTS_DIR, run
+from alerts_support import ALERTS_DIR, run
 
 CONFIG = ALERTS_DIR / "alertmanager.yml"
 RECEIVER_BY_SEVERITY = {"critical": "pager", "warning": "ticket", "none": "watchdog"}

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ALERTS_DIR, BUILTIN_NAMES, EVENT_BORN_NAMES, REPO_ROOT
+from alerts_support import ALERTS_DIR, BUILTIN_NAMES, EVENT_BORN_NAMES, REPO_ROOT
 from metric_names import names_in_expr
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "gateway-monitor.json"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ALERTS_DIR, rule_files
+from alerts_support import ALERTS_DIR, rule_files
 from processes import (
     Notification,
     StartFn,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import ALERTS_DIR, INSTALL_HINT, run
+from alerts_support import ALERTS_DIR, INSTALL_HINT, run
 from processes import find_binary
 
 INSTALL_SCRIPT = ALERTS_DIR / "install-tools.sh"
