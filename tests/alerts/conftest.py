@@ -9,3 +9,8 @@ from alerts_support import (  # noqa: F401 - importing a fixture registers it
     no_leftover_daemons,
     promtool,
 )
+from processes import (  # noqa: F401 - importing a fixture registers it
+    alertmanager_factory,
+    prometheus_factory,
+    webhook_receiver,
+)
