@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint tools bench
+.PHONY: demo test lint tools bench reliability soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,12 @@ lint: $(BIN)/.installed
 ## Everything CI runs: lint, type check, all tests.
 test: $(BIN)/.installed tools lint
 	$(BIN)/pytest
+
+## The reliability suite, then its figures as tables (docs/reliability.md).
+reliability: $(BIN)/.installed tools
+	RELIABILITY_FIGURES=build/reliability.json $(BIN)/pytest tests/reliability
+	$(BIN)/python tests/reliability/render_report.py build/reliability.json
+
+## A bounded soak: every scenario and fault, repeatedly (MINUTES=15 by default).
+soak: $(BIN)/.installed
+	$(BIN)/gateway-monitor soak --minutes $(or $(MINUTES),15) --report-dir build/soak

@@ -69,10 +69,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_symbol_series", "MONITOR_MAX_SYMBOL_SERIES", int, 1000,
             "Cap on per-symbol staleness series; symbols beyond it are counted, not tracked",
             minimum=0),
+    Setting("wait_for_client", "MONITOR_WAIT_FOR_CLIENT", bool, False,
+            "Defer the WebSocket connection until the gateway's /metrics reports "
+            "gateway_ws_connections_active >= 1, so the monitor never starts a backtest"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Config:
     probe_interval_seconds: float
     probe_timeout_seconds: float
     max_symbol_series: int
+    wait_for_client: bool
     api_key: str | None = None
 
     def __repr__(self) -> str:
@@ -179,6 +185,8 @@ def _read_yaml(path: str, problems: list[str]) -> dict[str, Any]:
 
 
 def _coerce(setting: Setting, value: Any, source: str, problems: list[str]) -> Any:
+    if setting.kind is bool:
+        return _coerce_bool(setting, value, source, problems)
     if setting.kind is str:
         if value is None or isinstance(value, str):
             return value
@@ -195,6 +203,19 @@ def _coerce(setting: Setting, value: Any, source: str, problems: list[str]) -> A
     if setting.minimum is not None and number < setting.minimum:
         problems.append(f"{source} must be at least {setting.minimum:g}, got {number!r}")
     return number
+
+
+def _coerce_bool(setting: Setting, value: Any, source: str, problems: list[str]) -> Any:
+    """YAML gives real booleans; env vars and flags give text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    problems.append(f"{source} must be true or false (also accepted: 1/0, yes/no, on/off), got {value!r}")
+    return setting.default
 
 
 def _check(values: dict[str, Any], api_key: str | None, problems: list[str]) -> None:

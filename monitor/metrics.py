@@ -125,6 +125,11 @@ class Metrics:
         self.ws_consecutive_failures = gauge(
             "ws_consecutive_connect_failures", "Connection attempts failed since the last success."
         )
+        self.ws_waiting_for_client = gauge(
+            "ws_waiting_for_client",
+            "1 while the monitor defers its connection until another client is connected "
+            "(MONITOR_WAIT_FOR_CLIENT).",
+        )
         self.connection_events = counter(
             "connection_events", "connection frames, by event and broker.", ("event", "broker")
         )

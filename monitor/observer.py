@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from .stream import FrameProcessor
 log = structlog.get_logger("monitor.ws")
 
 KEY_FILE_POLL_SECONDS = 1.0
+CLIENT_POLL_SECONDS = 1.0
+CONNECTIONS_ACTIVE = "gateway_ws_connections_active"
+MAX_METRICS_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Observer:
         self.state = ObserverState()
         self._ws: Socket | None = None
         self._failures = 0
+        self.client_poll_seconds = CLIENT_POLL_SECONDS
 
     async def run(self) -> None:
         """Observe until cancelled."""
@@ -75,6 +80,8 @@ class Observer:
             await self._close()
 
     async def _attempt(self) -> None:
+        if self._config.wait_for_client:
+            await self._wait_for_client()
         key_seen = self._key_file_text()
         try:
             ws = await connect(
@@ -149,6 +156,52 @@ class Observer:
                 log.info("monitor.ws.key_file_changed")
                 return
 
+    async def _wait_for_client(self) -> None:
+        """Backtest safety: upgrade only once another client (the strategy) is connected.
+
+        The first client to connect starts a backtest, so the monitor must never be first.
+        """
+        waiting_since: float | None = None
+        try:
+            while True:
+                active, problem = await self._connections_active()
+                if active is not None and active >= 1:
+                    if waiting_since is not None:
+                        log.info("monitor.ws.client_present", connections_active=active,
+                                 waited_seconds=round(self._clock() - waiting_since, 3))
+                    return
+                if waiting_since is None:
+                    waiting_since = self._clock()
+                    self._m.ws_waiting_for_client.set(1)
+                    self.state = ObserverState(since=time.time(), last_change_reason="waiting_for_client")
+                    log.info("monitor.ws.waiting_for_client", connections_active=active, problem=problem,
+                             poll_seconds=self.client_poll_seconds,
+                             hint="MONITOR_WAIT_FOR_CLIENT is on: connecting once another client is")
+                await self._sleep(self.client_poll_seconds)
+        finally:
+            self._m.ws_waiting_for_client.set(0)
+
+    async def _connections_active(self) -> tuple[float | None, str | None]:
+        """gateway_ws_connections_active from the gateway's /metrics, or None and why not."""
+        url = f"{self._config.http_url}/metrics"
+        timeout = aiohttp.ClientTimeout(total=self._config.probe_timeout_seconds)
+        body = bytearray()
+        try:
+            async with self._session.get(url, timeout=timeout, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    return None, f"HTTP {resp.status} from /metrics"
+                # content.read(n) returns what has arrived so far: read chunks to the end, capped.
+                async for chunk in resp.content.iter_any():
+                    body += chunk
+                    if len(body) > MAX_METRICS_BYTES:
+                        return None, f"/metrics is larger than {MAX_METRICS_BYTES} bytes"
+        except TimeoutError:
+            return None, "timeout reading /metrics"
+        except (aiohttp.ClientError, OSError) as err:
+            return None, f"{type(err).__name__}: {err}"
+        active = connections_active(body.decode("utf-8", "replace"))
+        return active, None if active is not None else f"no usable {CONNECTIONS_ACTIVE} in /metrics"
+
     def _read_key(self) -> str | None:
         if self._config.api_key_file is None:
             key = self._config.api_key
@@ -172,3 +225,26 @@ class Observer:
         ws, self._ws = self._ws, None
         if ws is not None and not ws.closed:
             await ws.close(code=aiohttp.WSCloseCode.OK, message=b"monitor shutting down")
+
+
+def connections_active(exposition: str) -> float | None:
+    """Sum of the gateway_ws_connections_active samples in a text exposition; None when absent.
+
+    The gateway exports a series only after its first change, so absent means no client yet.
+    """
+    total: float | None = None
+    for line in exposition.splitlines():
+        if not line.startswith(CONNECTIONS_ACTIVE):
+            continue
+        rest = line[len(CONNECTIONS_ACTIVE):]
+        if rest.startswith("{"):
+            rest = rest[rest.rfind("}") + 1:]
+        elif not rest[:1].isspace():
+            continue  # another metric whose name starts with the same text
+        try:
+            value = float(rest.split()[0])
+        except (IndexError, ValueError):
+            continue
+        if math.isfinite(value):
+            total = (total or 0.0) + value
+    return total
