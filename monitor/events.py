@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from . import protocol
@@ -19,11 +20,15 @@ from .decode import (
     StalenessEvent,
 )
 from .metrics import Metrics
+from .redaction import redact
 
 log = structlog.get_logger("monitor.events")
 
 RECENT_CRITICAL_KEPT = 20
 SYMBOL_LABEL_MAX = 128
+DETAILS_LOG_MAX = 4096
+"""An error's `details` larger than this (as JSON) are logged as cut text."""
+DETAILS_UNRENDERABLE = "<details nested too deep to log>"
 """Longer symbol names are cut: a label value must not grow the exposition without bound."""
 
 _WARNING_CONNECTION_EVENTS = frozenset({"DISCONNECTING", "RECONNECTING", "BROKER_DISCONNECTED"})
@@ -101,13 +106,13 @@ class EventHandler:
         if ev.event == "STALE":
             since = ev.stale_since or ev.timestamp or self._clock()
             for symbol in ev.symbols:
-                self._mark_stale(ev.broker, symbols, symbol[:SYMBOL_LABEL_MAX], since)
+                self._mark_stale(ev.broker, symbols, _label(symbol), since)
             log.warning("gateway.data_staleness.stale", broker=ev.broker,
                         symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
         elif ev.event == "FRESH":
             now = ev.timestamp or self._clock()
             for symbol in ev.symbols:
-                label = symbol[:SYMBOL_LABEL_MAX]
+                label = _label(symbol)
                 if label in symbols:
                     since = symbols.pop(label)
                     self._tracked -= 1
@@ -142,9 +147,9 @@ class EventHandler:
         self._m.error_events.labels(ev.code).inc()
         self._m.last_error.labels(ev.code).set(self._clock())
         name = "gateway.error." + ev.code.lower()
-        fields = {"code": ev.raw_code, "message": ev.message, "details": ev.details}
+        fields = {"code": ev.raw_code, "message": ev.message, "details": _loggable(ev.details)}
         if ev.code in protocol.CRITICAL_ERROR_CODES:
-            self._remember_critical(name, message=ev.message)
+            self._remember_critical(name, message=redact(ev.message or ""))
             log.error(name, **fields)
         else:
             log.warning(name, **fields)
@@ -165,6 +170,22 @@ class EventHandler:
         else:
             # Orders and balance updates are routine and frequent.
             log.debug(name)
+
+
+def _label(symbol: str) -> str:
+    """A symbol as a label value: bounded, and never carrying the API key."""
+    return redact(symbol)[:SYMBOL_LABEL_MAX]
+
+
+def _loggable(details: Any) -> Any:
+    """`details` as it can be rendered: as received when small, else its JSON text, cut."""
+    try:
+        text = orjson.dumps(details)
+    except (orjson.JSONEncodeError, TypeError):
+        return DETAILS_UNRENDERABLE  # e.g. nested deeper than the JSON renderer recurses
+    if len(text) <= DETAILS_LOG_MAX:
+        return details
+    return text[:DETAILS_LOG_MAX].decode("utf-8", "replace") + "…"
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -9,39 +9,15 @@ from typing import Any
 
 import structlog
 
-REDACTED = "<redacted>"
-_secrets: set[str] = set()
-
-
-def register_secret(secret: str | None) -> None:
-    """Make every later log line replace `secret` wherever it appears."""
-    # Short strings would redact ordinary words; the gateway requires keys of 32+ characters.
-    if secret and len(secret) >= 8:
-        _secrets.add(secret)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if isinstance(value, BaseException):
-        return _scrub(repr(value))
-    return value
+from .redaction import scrub
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: no registered secret survives into the rendered line."""
-    if _secrets:
-        for key, value in event_dict.items():
-            event_dict[key] = _scrub(value)
+    for key, value in event_dict.items():
+        event_dict[key] = scrub(value)
     return event_dict
 
 

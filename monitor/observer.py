@@ -12,11 +12,12 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from . import redaction
 from .backoff import Backoff
 from .config import Config
 from .connection import CannotConnect, Socket, connect, pump
-from .logs import register_secret
 from .metrics import Metrics
+from .probe import BodyTooLarge, read_body
 from .stream import FrameProcessor
 
 log = structlog.get_logger("monitor.ws")
@@ -185,16 +186,13 @@ class Observer:
         """gateway_ws_connections_active from the gateway's /metrics, or None and why not."""
         url = f"{self._config.http_url}/metrics"
         timeout = aiohttp.ClientTimeout(total=self._config.probe_timeout_seconds)
-        body = bytearray()
         try:
             async with self._session.get(url, timeout=timeout, allow_redirects=False) as resp:
                 if resp.status != 200:
                     return None, f"HTTP {resp.status} from /metrics"
-                # content.read(n) returns what has arrived so far: read chunks to the end, capped.
-                async for chunk in resp.content.iter_any():
-                    body += chunk
-                    if len(body) > MAX_METRICS_BYTES:
-                        return None, f"/metrics is larger than {MAX_METRICS_BYTES} bytes"
+                body = await read_body(resp, MAX_METRICS_BYTES)
+        except BodyTooLarge as err:
+            return None, f"/metrics: {err}"
         except TimeoutError:
             return None, "timeout reading /metrics"
         except (aiohttp.ClientError, OSError) as err:
@@ -210,7 +208,7 @@ class Observer:
             if text is None:
                 raise CannotConnect("key_unavailable", f"cannot read {self._config.api_key_file}")
             key = text
-        register_secret(key)
+        redaction.register(key)
         return key or None
 
     def _key_file_text(self) -> str | None:

@@ -12,10 +12,25 @@ import structlog
 
 from . import protocol
 from .metrics import PROBE_ENDPOINTS, Metrics
+from .redaction import redact
 
 log = structlog.get_logger("monitor.probe")
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A response body went past its cap."""
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, read in chunks up to `limit` bytes (content.read(n) stops at what has arrived)."""
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"body larger than {limit} bytes")
+    return bytes(body)
 
 
 class Prober:
@@ -52,13 +67,15 @@ class Prober:
                 f"{self._base}/{endpoint}", timeout=self._timeout, allow_redirects=False
             ) as resp:
                 status = resp.status
-                body = await resp.content.read(MAX_BODY_BYTES)
+                body = await read_body(resp, MAX_BODY_BYTES)
             if not 200 <= status < 300:
                 problem = f"HTTP {status}"
             elif endpoint == "health":
                 problem = self._record_health(body)
         except TimeoutError:
             problem = "timeout"
+        except BodyTooLarge as err:
+            problem = str(err)
         except (aiohttp.ClientError, OSError) as err:
             problem = f"{type(err).__name__}: {err}"
         self._m.probe_duration.labels(endpoint).set(time.perf_counter() - started)
@@ -85,7 +102,8 @@ class Prober:
             return "body has no string `status`"
         self.last_health = health
         self._m.gateway_degraded.set(0 if health["status"] == "connected" else 1)
-        self._record_info(str(health.get("version", ""))[:64], str(health.get("git_sha", ""))[:64])
+        self._record_info(redact(str(health.get("version", "")))[:64],
+                          redact(str(health.get("git_sha", "")))[:64])
         providers = health.get("providers")
         seen: set[str] = set()
         for provider in providers if isinstance(providers, list) else []:

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from . import logs
+from . import logs, redaction
 from .app import Monitor
 from .config import load
 from .metrics import PREFIX
@@ -271,7 +271,7 @@ class Soak:
     async def start(self) -> None:
         """Start the gateway process, then the monitor."""
         await self.gateway.start()
-        logs.register_secret(self.key)
+        redaction.register(self.key)
         config = load({**SETTINGS, "gateway_url": self.gateway.url,
                        "api_key_file": str(self.monitor_key_file)}, environ={})
         self.monitor = Monitor(config)
@@ -386,7 +386,7 @@ class Soak:
         """The gateway's key changes (401), then the monitor's file; seconds from file to reconnect."""
         self.key = secrets.token_urlsafe(32)
         self.keys_used.append(self.key)
-        logs.register_secret(self.key)
+        redaction.register(self.key)
         self.gateway_key_file.write_text(self.key + "\n", encoding="utf-8")
         await self.gateway.control("POST", "api_key", self.key.encode())
         await self.gateway.control("POST", "close_clients", code=1001)

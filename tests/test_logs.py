@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from monitor import logs
+from monitor import logs, redaction
 
 SECRET = "log-test-secret-" + "w" * 30
 
@@ -19,7 +19,7 @@ SECRET = "log-test-secret-" + "w" * 30
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
     logs.configure("debug", "json", stream=out)
-    logs.register_secret(SECRET)
+    redaction.register(SECRET)
     yield out
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from monitor import logs
+from monitor import logs, redaction
 from monitor.simulator.market_data import run_market_data
 from monitor.simulator.scenarios import run_cycle
 from monitor.simulator.server import Simulator
@@ -77,7 +77,7 @@ def read_key(path: str | None) -> str | None:
     key = Path(path).read_text(encoding="utf-8").strip()
     if not key:
         raise SystemExit(f"--api-key-file {path} is empty")
-    logs.register_secret(key)
+    redaction.register(key)
     return key
 
 

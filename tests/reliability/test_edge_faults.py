@@ -161,10 +161,6 @@ async def aiohttp_404_port() -> AsyncIterator[int]:
     await runner.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason="product bug (monitor/probe.py _probe: "
-                   "`resp.content.read(MAX_BODY_BYTES)` returns only what has arrived, ~128 kB on "
-                   "loopback): a large valid /health is cut, "
-                   "fails to parse, and the health probe reports a healthy gateway as failing")
 async def test_a_large_health_body_is_read_whole(simulator, monitor) -> None:
     sim = await simulator()
     stale = [f"SYM{i}" for i in range(20_000)]  # ~170 kB: a gateway with many stale instruments

@@ -202,9 +202,6 @@ async def test_a_deeply_nested_critical_frame_is_counted_and_costs_nothing_later
     assert await mon.value("gateway_monitor_invalid_frames_total", reason="invalid_json") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug (monitor/events.py _error logs `details` verbatim): "
-                   "rendering 1000 nested levels to JSON raises RecursionError, so the critical frame's "
-                   "gateway.error.liquidation line is replaced by monitor.frame.handler_failed")
 async def test_a_deeply_nested_critical_frame_keeps_its_log_line(gateway_process, monitor_process) -> None:
     _mon, events = await deep_frame_run(gateway_process, monitor_process)
     assert "monitor.frame.handler_failed" not in events

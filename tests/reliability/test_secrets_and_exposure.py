@@ -39,7 +39,7 @@ async def test_the_key_never_leaks_through_errors_401s_and_echoes(simulator, mon
     sim.api_key = KEY
     await mon.until("gateway_monitor_ws_connected", 1)
     # A gateway that echoes the key back in what it sends: logged (and redacted), never labelled.
-    # Echoes into labels and into the status page's critical-event text: see the xfail below.
+    # Echoes into labels and into the status page's critical-event text, too.
     await sim.broadcast(b"{broken frame " + KEY.encode())
     await sim.broadcast(b"\x00" + KEY.encode(), binary=True)
     await sim.broadcast({"type": "error", "code": "POSITION_UNPROTECTED", "message": "stop-loss rejected",
@@ -86,10 +86,6 @@ async def test_connection_errors_carry_no_key(simulator) -> None:
     # renders it, and its log scrubber would redact it if anything did.
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: text from the gateway reaches /metrics and / unscrubbed "
-                   "(monitor/events.py _mark_stale: symbol labels; monitor/probe.py _record_info: version "
-                   "label; monitor/events.py _error -> recent_critical message shown by monitor/status.py), "
-                   "so a key echoed by the gateway is served while the logs redact it")
 async def test_a_key_echoed_by_the_gateway_is_not_served(simulator, monitor) -> None:
     sim = await simulator()
     sim.set_endpoint_override("/health", status=200,
