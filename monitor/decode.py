@@ -14,9 +14,23 @@ import orjson
 
 from . import protocol
 
-_TYPE_PREFIX = b'{"type":"'
-_PREFIX_LEN = len(_TYPE_PREFIX)
-_MARKET_DATA = {kind.encode(): kind for kind in protocol.MARKET_DATA_TYPES}
+# Market data is the bulk of the stream and the monitor only counts it, so its type is
+# read from the raw bytes. A live frame has `type` first (the gateway's serde order); a
+# backtest frame has an `event_id` and sorted keys, so `type` is its last key. In a JSON
+# object, raw `"` only delimits strings, so a text that starts with `{"type":"quote"` or
+# ends with `,"type":"quote"}` names that top-level type: nothing else can match.
+TYPE_OFFSET = len(b'{"type":"')
+MARKET_PREFIXES: tuple[bytes, ...] = tuple(  # quotes first: most market data is quotes
+    b'{"type":"' + kind.encode() + b'"'
+    for kind in sorted(protocol.MARKET_DATA_TYPES, key=lambda kind: (kind != "quote", kind))
+)
+MARKET_BY_FIRST_BYTE: dict[int, str] = {kind.encode()[0]: kind for kind in protocol.MARKET_DATA_TYPES}
+_MARKET_SUFFIXES = {kind: b',"type":"' + kind.encode() + b'"}' for kind in protocol.MARKET_DATA_TYPES}
+_SUFFIX_TAIL = 9
+_MARKET_BY_TAIL = {suffix[-_SUFFIX_TAIL:]: kind for kind, suffix in _MARKET_SUFFIXES.items()}
+# Both shortcuts tell the kinds apart by one byte / the last 9 bytes; a new market data
+# type that broke this would fail here, at import, rather than miscount.
+assert len(MARKET_BY_FIRST_BYTE) == len(_MARKET_BY_TAIL) == len(protocol.MARKET_DATA_TYPES)
 
 
 class InvalidFrame(Exception):
@@ -79,14 +93,20 @@ Event = ConnectionEvent | StalenessEvent | RateLimitEvent | ErrorEvent | Lifecyc
 def market_data_type(data: bytes) -> str | None:
     """Return quote/candle/trade when the frame starts with that `type`, without parsing it.
 
-    Market data is the bulk of the stream and the monitor only counts it. Frames
-    whose `type` is not the first key (backtest frames have sorted keys) return None
-    and take the full decode path, which gives the same answer more slowly.
+    Frames whose `type` is not the first key return None here; see
+    trailing_market_data_type for backtest frames, and decode() for the rest, which
+    gives the same answer more slowly.
     """
-    if data[:_PREFIX_LEN] == _TYPE_PREFIX:
-        end = data.find(b'"', _PREFIX_LEN, _PREFIX_LEN + 8)
-        if end > 0:
-            return _MARKET_DATA.get(data[_PREFIX_LEN:end])
+    if data.startswith(MARKET_PREFIXES):
+        return MARKET_BY_FIRST_BYTE[data[TYPE_OFFSET]]
+    return None
+
+
+def trailing_market_data_type(data: bytes) -> str | None:
+    """Return quote/candle/trade when `type` is the frame's last key (sorted-key frames)."""
+    kind = _MARKET_BY_TAIL.get(data[-_SUFFIX_TAIL:])
+    if kind is not None and data.endswith(_MARKET_SUFFIXES[kind]):
+        return kind
     return None
 
 

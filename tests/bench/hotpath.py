@@ -1,0 +1,84 @@
+"""In-process cost of the per-frame path alone (FrameProcessor.text), with an optional profile.
+
+    .venv/bin/python tests/bench/hotpath.py [--frames N] [--log-level info] [--profile]
+
+No socket, no event loop: this isolates decoding, counting, event handling and logging
+from aiohttp, to tell which part a change moved. The end-to-end figures are run.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import corpus as corpora
+import logvariants
+from prometheus_client import CollectorRegistry
+
+from monitor.events import EventHandler
+from monitor.metrics import Metrics
+from monitor.stream import FrameProcessor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=100_000)
+    parser.add_argument("--corpus", choices=("mix", "backtest"), default="mix")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-variant", default="current", choices=("current", "filter", "direct", "sample"),
+                        help="a logging set-up of tests/bench/logvariants.py (proposals; not the monitor's)")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--batch", type=int, default=200,
+                        help="frames per FrameProcessor.texts() call (the pump's batches); 1: text()")
+    args = parser.parse_args()
+    c = corpora.build(args.frames, backtest=args.corpus == "backtest")
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "log").open("w") as stream:
+        logvariants.configure(args.log_variant, args.log_level, stream)
+        metrics = Metrics(CollectorRegistry())
+        processor = FrameProcessor(metrics.stream, EventHandler(metrics, 10_100), 1 << 20)
+        payloads = c.payloads
+
+        def feed(frames: list[bytes]) -> float:
+            """Process `frames` as the pump would; return µs of CPU per frame."""
+            batches = [frames[i:i + args.batch] for i in range(0, len(frames), args.batch)]
+            texts, text = getattr(processor, "texts", None), processor.text
+            started = time.process_time()
+            if args.batch == 1 or texts is None:  # texts(): since the batching pump
+                for p in frames:
+                    text(p)
+            else:
+                for batch in batches:
+                    texts(batch)
+            return (time.process_time() - started) / len(frames) * 1e6
+
+        feed(payloads[:10_000])  # warm-up: first-use caches, dict growth
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            feed(payloads)
+            prof.disable()
+            pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+        times = [feed(payloads) for _ in range(args.reps)]
+        by_kind = {}
+        for kind in sorted(set(c.kinds)):
+            by_kind[kind] = feed([p for p, k in zip(payloads, c.kinds, strict=True) if k == kind])
+    share = Counter(c.kinds)
+    print(f"{args.corpus}, LOG_LEVEL={args.log_level}, logging {args.log_variant}: "
+          f"{statistics.median(times):.3f} µs/frame "
+          f"(median of {args.reps}: {', '.join(f'{t:.3f}' for t in times)})")
+    for kind, us in by_kind.items():
+        print(f"  {kind:15s} {us:8.2f} µs/frame x {share[kind] / len(payloads):6.1%} "
+              f"= {us * share[kind] / len(payloads):.3f} µs/frame of the mix")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
