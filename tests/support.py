@@ -61,3 +61,13 @@ async def scrape(mon: Monitor) -> Scrape:
 def sample(mon: Monitor, name: str, **labels: str) -> float | None:
     """Read a value straight from the monitor's registry (for polling without HTTP)."""
     return mon.metrics.registry.get_sample_value(name, labels)
+
+
+async def get_metrics(port: int) -> Scrape | None:
+    """One scrape of the monitor on 127.0.0.1:port, or None while nothing listens there."""
+    try:
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            return Scrape(await resp.text())
+    except aiohttp.ClientConnectionError:
+        return None

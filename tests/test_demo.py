@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from test_process import free_port, get_metrics
+from support import get_metrics
+
+from monitor.soak import free_port
 
 
 async def test_demo_shows_every_kind_of_event_within_one_cycle(tmp_path: Path) -> None:

@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
-import aiohttp
-from support import Scrape, wait_for
+from support import get_metrics, wait_for
+
+from monitor.soak import free_port
 
 KEY = "process-test-key-" + "z" * 30
 OLD_KEY = "process-old-key-" + "o" * 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_monitor(
@@ -34,15 +28,6 @@ async def start_monitor(
             env={"PATH": "/usr/bin:/bin", "LOG_FORMAT": "json", "LOG_LEVEL": "debug", **env},
             stdout=out, stderr=err,
         )
-
-
-async def get_metrics(port: int) -> Scrape | None:
-    try:
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-            return Scrape(await resp.text())
-    except aiohttp.ClientConnectionError:
-        return None
 
 
 async def poll_metric(port: int, name: str, expected: float, timeout: float = 10.0, **labels: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.protocol import CRITICAL_ERROR_CODES, ERROR_CODES
 from monitor.simulator import SCENARIOS, Simulator, run_cycle, run_market_data, serve
 from monitor.simulator import frames as build
+from monitor.soak import free_port
 
 KEY = "simulator-test-key-" + "k" * 30
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -533,12 +533,6 @@ async def test_serve_runs_until_stopped(session) -> None:
     stop.set()
     await asyncio.wait_for(task, 2)
     assert await refused(session, url + "/livez")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_simulate_subprocess_is_driven_over_http(session, tmp_path) -> None:

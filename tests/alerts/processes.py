@@ -35,6 +35,8 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
+from monitor.soak import free_port
+
 HOST = "127.0.0.1"
 INSTALL_HINT = "run `sudo alerts/install-tools.sh` (installs prometheus and prometheus-alertmanager)"
 READY_TIMEOUT = 20.0
@@ -50,14 +52,6 @@ def find_binary(*names: str) -> str:
         if path:
             return path
     pytest.fail(f"none of {', '.join(names)} found: {INSTALL_HINT}", pytrace=False)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

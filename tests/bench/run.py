@@ -37,6 +37,8 @@ from typing import Any
 
 import aiohttp
 
+from monitor.soak import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -97,12 +99,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_idle(pid: int, quiet: float = 0.15, timeout: float = 120.0) -> float:
