@@ -5,21 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Protocol
 
 from . import logs
 from .app import Monitor
+from .cli import StopRequest
 from .config import load
 from .simulator import Simulator
 from .simulator.scenarios import SCENARIOS, run_cycle, run_market_data
 
 MARKET_DATA_RATE = 50.0
-
-
-class StopRequest(Protocol):
-    event: asyncio.Event
-
-    async def wait(self) -> str: ...
 
 
 async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopRequest) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from monitor import logs, redaction
+from monitor.cli import StopRequest
 from monitor.simulator.market_data import run_market_data
 from monitor.simulator.scenarios import run_cycle
 from monitor.simulator.server import Simulator
@@ -54,12 +55,6 @@ async def serve(
             if not isinstance(result, asyncio.CancelledError | None):
                 log.error("simulator.task_failed", error=repr(result))
         await sim.stop()
-
-
-class StopRequest(Protocol):
-    """What the CLI hands over: an event set on SIGTERM/SIGINT."""
-
-    event: asyncio.Event
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
