@@ -33,7 +33,7 @@ class Monitor:
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.handler = EventHandler(self.metrics, config.max_symbol_series)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
-        self.app = build_app(self.metrics.registry, self.snapshot)
+        self.app = build_app(self.metrics, self.snapshot)
         self.app.cleanup_ctx.append(self._background)
         self._runner: web.AppRunner | None = None
         self.observer: Observer | None = None

@@ -87,6 +87,24 @@ class PingEvent:
     pass
 
 
+# Order frames (~5% of a live stream) are only counted by event: when `type` and `event`
+# lead ({"type":"order","event":"ORDER_FILLED",...), both are read from the raw bytes, as
+# for market data. Only a known event name followed by `,` or `}` matches.
+_ORDER_PREFIX = b'{"type":"order","event":"'
+_ORDER_EVENTS = {name.encode(): LifecycleEvent("order", name) for name in protocol.ORDER_EVENTS}
+
+
+def leading_order_event(data: bytes) -> LifecycleEvent | None:
+    """The event of an order frame whose first keys are `type` and `event`; else None."""
+    if not data.startswith(_ORDER_PREFIX):
+        return None
+    start = len(_ORDER_PREFIX)
+    end = data.find(b'"', start)
+    if end < 0 or data[end + 1:end + 2] not in (b",", b"}"):
+        return None
+    return _ORDER_EVENTS.get(data[start:end])
+
+
 Event = ConnectionEvent | StalenessEvent | RateLimitEvent | ErrorEvent | LifecycleEvent | PingEvent
 
 

@@ -19,7 +19,7 @@ from .decode import (
     RateLimitEvent,
     StalenessEvent,
 )
-from .metrics import Metrics
+from .metrics import Children, Metrics
 from .redaction import redact
 
 log = structlog.get_logger("monitor.events")
@@ -47,6 +47,23 @@ class EventHandler:
         self, metrics: Metrics, max_symbol_series: int, clock: Callable[[], float] = time.time
     ) -> None:
         self._m = metrics
+        # Bound once, as configured now: through the module's lazy proxy a line costs ~1 µs more.
+        self._log = log.bind()
+        # Label look-ups of the event path, resolved once per label set.
+        self._connection_events = Children(metrics.connection_events)
+        self._broker_up = Children(metrics.broker_up)
+        self._broker_connection_failed = Children(metrics.broker_connection_failed)
+        self._broker_gap = Children(metrics.broker_gap)
+        self._stale_symbols = Children(metrics.stale_symbols)
+        self._stale_duration = Children(metrics.stale_duration)
+        self._rate_limit_events = Children(metrics.rate_limit_events)
+        self._error_events = Children(metrics.error_events)
+        self._last_error = Children(metrics.last_error)
+        self._lifecycle_events = {
+            "account": Children(metrics.account_events),
+            "order": Children(metrics.order_events),
+            "position": Children(metrics.position_events),
+        }
         self._max_symbols = max_symbol_series
         self._clock = clock
         # broker -> symbol -> stale_since; bounded by max_symbol_series in total.
@@ -74,32 +91,31 @@ class EventHandler:
         del self.recent_critical[:-RECENT_CRITICAL_KEPT]
 
     def _connection(self, ev: ConnectionEvent) -> None:
-        m = self._m
-        m.connection_events.labels(ev.event, ev.broker).inc()
+        self._connection_events(ev.event, ev.broker).inc()
         named = ev.broker != protocol.NO_BROKER
         if ev.event in ("BROKER_DISCONNECTED", "BROKER_CONNECTION_FAILED") and named:
-            m.broker_up.labels(ev.broker).set(0)
+            self._broker_up(ev.broker).set(0)
         if ev.event == "BROKER_CONNECTION_FAILED" and named:
-            m.broker_connection_failed.labels(ev.broker).set(1)
+            self._broker_connection_failed(ev.broker).set(1)
         # A CONNECTED that names no broker says nothing about any one broker, so it
         # must not clear a failure (that would resolve a page for nothing).
         if ev.event in ("BROKER_RECONNECTED", "CONNECTED") and named:
-            m.broker_up.labels(ev.broker).set(1)
-            m.broker_connection_failed.labels(ev.broker).set(0)
+            self._broker_up(ev.broker).set(1)
+            self._broker_connection_failed(ev.broker).set(0)
         state = _BROKER_STATE.get(ev.event)
         if state and named:
             self.brokers[ev.broker] = (state, self._clock())
         if ev.event == "BROKER_RECONNECTED" and ev.gap_seconds is not None:
-            m.broker_gap.labels(ev.broker).observe(ev.gap_seconds)
+            self._broker_gap(ev.broker).observe(ev.gap_seconds)
         name = "gateway.connection." + ev.event.lower()
         fields = {"broker": ev.broker, "error": ev.error, "gap_duration_ms": _ms(ev.gap_seconds)}
         if ev.event in protocol.CRITICAL_CONNECTION_EVENTS:
             self._remember_critical(name, broker=ev.broker)
-            log.error(name, **fields)
+            self._log.error(name, **fields)
         elif ev.event in _WARNING_CONNECTION_EVENTS:
-            log.warning(name, **fields)
+            self._log.warning(name, **fields)
         else:
-            log.info(name, **fields)
+            self._log.info(name, **fields)
 
     def _staleness(self, ev: StalenessEvent) -> None:
         symbols = self.stale.setdefault(ev.broker, {})
@@ -107,7 +123,7 @@ class EventHandler:
             since = ev.stale_since or ev.timestamp or self._clock()
             for symbol in ev.symbols:
                 self._mark_stale(ev.broker, symbols, _label(symbol), since)
-            log.warning("gateway.data_staleness.stale", broker=ev.broker,
+            self._log.warning("gateway.data_staleness.stale", broker=ev.broker,
                         symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
         elif ev.event == "FRESH":
             now = ev.timestamp or self._clock()
@@ -117,11 +133,11 @@ class EventHandler:
                     since = symbols.pop(label)
                     self._tracked -= 1
                     self._m.symbol_stale_since.remove(ev.broker, label)
-                    self._m.stale_duration.labels(ev.broker).observe(max(0.0, now - since))
-            log.info("gateway.data_staleness.fresh", broker=ev.broker, symbols=list(ev.symbols))
+                    self._stale_duration(ev.broker).observe(max(0.0, now - since))
+            self._log.info("gateway.data_staleness.fresh", broker=ev.broker, symbols=list(ev.symbols))
         else:
-            log.warning("gateway.data_staleness.other", broker=ev.broker, symbols=list(ev.symbols))
-        self._m.stale_symbols.labels(ev.broker).set(len(symbols))
+            self._log.warning("gateway.data_staleness.other", broker=ev.broker, symbols=list(ev.symbols))
+        self._stale_symbols(ev.broker).set(len(symbols))
 
     def _mark_stale(self, broker: str, symbols: dict[str, float], symbol: str, since: float) -> None:
         if symbol in symbols:
@@ -131,45 +147,39 @@ class EventHandler:
             return
         symbols[symbol] = since
         self._tracked += 1
-        self._m.symbol_stale_since.labels(broker, symbol).set(since)
+        self._m.symbol_stale_since.set(broker, symbol, since)
 
     def _rate_limit(self, ev: RateLimitEvent) -> None:
-        m = self._m
-        m.rate_limit_events.labels(ev.event).inc()
+        self._rate_limit_events(ev.event).inc()
         if ev.requests_remaining is not None:
-            m.rate_limit_remaining.set(ev.requests_remaining)
+            self._m.rate_limit_remaining.set(ev.requests_remaining)
         if ev.reset_at is not None:
-            m.rate_limit_reset.set(ev.reset_at)
-        log.warning("gateway.rate_limit." + ev.event.lower(),
+            self._m.rate_limit_reset.set(ev.reset_at)
+        self._log.warning("gateway.rate_limit." + ev.event.lower(),
                     requests_remaining=ev.requests_remaining, reset_at=_iso(ev.reset_at))
 
     def _error(self, ev: ErrorEvent) -> None:
-        self._m.error_events.labels(ev.code).inc()
-        self._m.last_error.labels(ev.code).set(self._clock())
+        self._error_events(ev.code).inc()
+        self._last_error(ev.code).set(self._clock())
         name = "gateway.error." + ev.code.lower()
         fields = {"code": ev.raw_code, "message": ev.message, "details": _loggable(ev.details)}
         if ev.code in protocol.CRITICAL_ERROR_CODES:
             self._remember_critical(name, message=redact(ev.message or ""))
-            log.error(name, **fields)
+            self._log.error(name, **fields)
         else:
-            log.warning(name, **fields)
+            self._log.warning(name, **fields)
 
     def _lifecycle(self, ev: LifecycleEvent) -> None:
-        counter = {
-            "account": self._m.account_events,
-            "order": self._m.order_events,
-            "position": self._m.position_events,
-        }[ev.kind]
-        counter.labels(ev.event).inc()
+        self._lifecycle_events[ev.kind](ev.event).inc()
         name = f"gateway.{ev.kind}.{ev.event.lower()}"
         if ev.event in protocol.CRITICAL_ACCOUNT_EVENTS:
             self._remember_critical(name)
-            log.error(name)
+            self._log.error(name)
         elif ev.event == "MARGIN_WARNING":
-            log.warning(name)
+            self._log.warning(name)
         else:
             # Orders and balance updates are routine and frequent.
-            log.debug(name)
+            self._log.debug(name)
 
 
 def _label(symbol: str) -> str:

@@ -6,11 +6,14 @@ as `increase(x[5m]) > 0` never fires for a series whose first sample is already 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from . import __version__, protocol
 
@@ -72,6 +75,10 @@ class StreamStatsCollector(Collector):
     def __init__(self, stats: StreamStats) -> None:
         self._stats = stats
 
+    def describe(self) -> Iterator[Metric]:
+        # Lets the registry index these names, which `/metrics?name[]=` filtering needs.
+        return self.collect()
+
     def collect(self) -> Iterator[Metric]:
         frames = CounterMetricFamily(
             PREFIX + "frames_total", "Frames received from the gateway, by type.", labels=["type"]
@@ -94,8 +101,75 @@ class StreamStatsCollector(Collector):
         )
 
 
+class Children:
+    """`metric.labels(*values)`, remembered: a look-up costs ~0.1 µs instead of ~1 µs.
+
+    For the event path, whose label values are bounded (folded events and codes,
+    normalised brokers) and whose children are never removed.
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self._labels = metric.labels
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._labels(*values)
+        return child
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+class SymbolSeries:
+    """The per-symbol staleness gauge, kept out of the registry and rendered once per change.
+
+    Up to MONITOR_MAX_SYMBOL_SERIES samples that change only when a symbol goes stale or
+    fresh: prometheus_client formats every sample on every scrape (~6 µs each, 60 ms for
+    10,000), which blocks the event loop. Here each line is formatted once, when set, and
+    the block is joined on the first scrape after a change. The lines are valid in both the
+    text format and OpenMetrics.
+    """
+
+    NAME = PREFIX + "symbol_stale_since_timestamp_seconds"
+    HELP = "When the symbol went stale; present only while it is stale."
+
+    def __init__(self) -> None:
+        self._samples: dict[tuple[str, str], tuple[float, str]] = {}
+        self._block: bytes | None = None
+
+    def set(self, broker: str, symbol: str, value: float) -> None:
+        line = (f'{self.NAME}{{broker="{_label_value(broker)}",symbol="{_label_value(symbol)}"}} '
+                f"{floatToGoString(value)}\n")  # type: ignore[no-untyped-call]
+        self._samples[(broker, symbol)] = (value, line)
+        self._block = None
+
+    def remove(self, broker: str, symbol: str) -> None:
+        if self._samples.pop((broker, symbol), None) is not None:
+            self._block = None
+
+    def get(self, broker: str, symbol: str) -> float | None:
+        sample = self._samples.get((broker, symbol))
+        return None if sample is None else sample[0]
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def exposition(self) -> bytes:
+        """The metric family as exposition text: HELP, TYPE and one line per symbol."""
+        if self._block is None:
+            header = f"# HELP {self.NAME} {self.HELP}\n# TYPE {self.NAME} gauge\n"
+            self._block = (header + "".join(line for _, line in self._samples.values())).encode()
+        return self._block
+
+
+OPENMETRICS_EOF = b"# EOF\n"
+
+
 class Metrics:
-    """The monitor's metric objects, all registered on one registry."""
+    """The monitor's metric objects: a registry, and the per-symbol series beside it."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -145,11 +219,7 @@ class Metrics:
             "broker_gap_seconds", "Broker outage length reported by BROKER_RECONNECTED.", ("broker",)
         )
         self.stale_symbols = gauge("stale_symbols", "Symbols currently stale.", ("broker",))
-        self.symbol_stale_since = gauge(
-            "symbol_stale_since_timestamp_seconds",
-            "When the symbol went stale; present only while it is stale.",
-            ("broker", "symbol"),
-        )
+        self.symbol_stale_since = SymbolSeries()
         self.symbol_series_dropped = counter(
             "symbol_series_dropped",
             "Stale symbols not tracked because MONITOR_MAX_SYMBOL_SERIES was reached.",
@@ -197,6 +267,21 @@ class Metrics:
         )
         self.build_info = gauge("build_info", "Monitor version (always 1).", ("version",))
         self._initialise()
+
+    def expose(self, accept: str = "", names: Sequence[str] = ()) -> tuple[bytes, str]:
+        """The /metrics body in the format the Accept header asks for, and its content type.
+
+        `names` restricts the output to those metric names, like prometheus_client's `name[]`.
+        """
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry.restricted_registry(names) if names else self.registry)
+        if not names or SymbolSeries.NAME in names:
+            block = self.symbol_stale_since.exposition()
+            if body.endswith(OPENMETRICS_EOF):
+                body = body[: -len(OPENMETRICS_EOF)] + block + OPENMETRICS_EOF
+            else:
+                body += block
+        return body, content_type
 
     def _initialise(self) -> None:
         for reason in DISCONNECT_REASONS:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 REDACTED = "<redacted>"
 _secrets: set[str] = set()
+_secret_bytes: set[bytes] = set()
 
 
 def register(secret: str | None) -> None:
     """Remember `secret`: from now on redact() removes it wherever it appears."""
     # Short strings would redact ordinary words; the gateway requires keys of 32+ characters.
     if secret and len(secret) >= 8:
-        _secrets.add(secret)
+        # Also as it reads inside a JSON string, where `"`, `\` and control characters are escaped.
+        forms = {secret, json.dumps(secret, ensure_ascii=False)[1:-1]}
+        _secrets.update(forms)
+        _secret_bytes.update(form.encode() for form in forms)
 
 
 def redact(text: str) -> str:
@@ -23,16 +27,9 @@ def redact(text: str) -> str:
     return text
 
 
-def scrub(value: Any) -> Any:
-    """redact() through strings inside dicts, lists, tuples and exceptions."""
-    if not _secrets:
-        return value
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
-    if isinstance(value, BaseException):
-        return redact(repr(value))
-    return value
+def redact_bytes(data: bytes) -> bytes:
+    """redact() for UTF-8 text such as a rendered log line."""
+    for secret in _secret_bytes:
+        if secret in data:
+            data = data.replace(secret, REDACTED.encode())
+    return data

@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
+from aiohttp import hdrs, web
 
+from .metrics import Metrics
 from .status import Snapshot, render
 
 READY = web.AppKey("ready", dict)
 SNAPSHOT: web.AppKey[Callable[[], Snapshot]] = web.AppKey("snapshot")
+METRICS = web.AppKey("metrics", Metrics)
 
 
-def build_app(registry: CollectorRegistry, snapshot: Callable[[], Snapshot]) -> web.Application:
+def build_app(metrics: Metrics, snapshot: Callable[[], Snapshot]) -> web.Application:
     """An application serving only the documented endpoints."""
     app = web.Application()
     app[READY] = {"ready": False}
     app[SNAPSHOT] = snapshot
+    app[METRICS] = metrics
     app.router.add_get("/", _status)
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
     return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].expose(
+        ",".join(request.headers.getall(hdrs.ACCEPT, [])), request.query.getall("name[]", [])
+    )
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()  # gzip when the scraper asks for it, as Prometheus does
+    return response
 
 
 async def _healthy(_request: web.Request) -> web.Response:

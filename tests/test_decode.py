@@ -19,6 +19,7 @@ from monitor.decode import (
     RateLimitEvent,
     StalenessEvent,
     decode,
+    leading_order_event,
     market_data_type,
     parse_timestamp,
     to_event,
@@ -53,6 +54,40 @@ def test_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
 def test_declined_market_data_still_decodes_to_its_type() -> None:
     assert decode(b'{"event_id":"evt_1","quote":{},"type":"quote"}')[0] == "quote"
     assert decode(b'{"type": "quote"}')[0] == "quote"
+
+
+@pytest.mark.parametrize("event", protocol.ORDER_EVENTS)
+def test_order_event_is_read_from_its_prefix(event: str) -> None:
+    frame = orjson.dumps({"type": "order", "event": event, "order": {"id": "ord_1", "symbol": "V"}})
+    assert leading_order_event(frame) == LifecycleEvent("order", event) == event_of(orjson.loads(frame))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"event":"ORDER_FILLED","order":{},"type":"order"}',  # sorted keys: type is not first
+        b'{"type":"order","order":{},"event":"ORDER_FILLED"}',  # event is not second
+        b'{"type":"order","event":"ORDER_FILLED_LATE"}',  # an unknown event folds in decode()
+        b'{"type":"order","event":"ORDER_FILLED\\"}',  # escaped quote: the string goes on
+        b'{"type":"order","event":"ORDER_FILLED"',  # cut short
+        b'{"type":"order","event":"ORDER_FILLED"x',
+        b'{"type":"order","event":"ORDER_FILLED',
+        b'{"type": "order", "event": "ORDER_FILLED"}',
+        b'{"type":"orders","event":"ORDER_FILLED"}',
+    ],
+)
+def test_order_shortcut_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
+    assert leading_order_event(frame) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*protocol.ORDER_EVENTS, "ORDER", "", "order_filled"]),
+       st.dictionaries(st.sampled_from(["order", "timestamp", "event_id"]), st.text(max_size=5), max_size=3))
+def test_order_shortcut_agrees_with_the_full_decode(event: str, rest: dict[str, str]) -> None:
+    frame = orjson.dumps({"type": "order", "event": event, **rest})
+    shortcut = leading_order_event(frame)
+    assert shortcut is None or shortcut == event_of(orjson.loads(frame))
+    assert (shortcut is None) == (event not in protocol.ORDER_EVENTS)
 
 
 def test_unknown_type_folds_to_other_and_keeps_the_object() -> None:

@@ -1,10 +1,11 @@
-"""Frames → metrics and log lines, read back through the registry and captured logs."""
+"""Frames → metrics and log lines, read back from the /metrics exposition and captured logs."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor import protocol
@@ -23,7 +24,12 @@ class Rig:
         return self.processor.text(frame if isinstance(frame, bytes) else orjson.dumps(frame))
 
     def value(self, name: str, **labels: str) -> float | None:
-        return self.metrics.registry.get_sample_value("gateway_monitor_" + name, labels)
+        """The sample as /metrics serves it (the per-symbol series are not in the registry)."""
+        for family in text_string_to_metric_families(self.metrics.expose()[0].decode()):
+            for s in family.samples:
+                if s.name == "gateway_monitor_" + name and s.labels == labels:
+                    return s.value
+        return None
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
@@ -155,7 +155,7 @@ def test_the_whole_frame_path_never_raises_and_the_exposition_stays_valid(batch:
         for data in batch:
             processor.text(data)
     assert not [e for e in logs if e["event"] == "monitor.frame.handler_failed"], logs
-    exposition = generate_latest(metrics.registry).decode()
+    exposition = metrics.expose()[0].decode()
     for family in text_string_to_metric_families(exposition):
         for s in family.samples:
             assert s.labels.get("broker", protocol.OTHER) in BROKERS

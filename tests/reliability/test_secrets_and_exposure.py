@@ -69,7 +69,7 @@ async def test_the_key_never_leaks_through_errors_401s_and_echoes(simulator, mon
     assert code == 0
     assert leaks == []
     assert "<redacted>" in stderr  # the key did reach the logging path, and was scrubbed there
-    assert '"level": "debug"' in stderr  # debug lines were written, and checked
+    assert '"level":"debug"' in stderr  # debug lines were written, and checked
 
 
 async def test_connection_errors_carry_no_key(simulator) -> None:
