@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 
 import corpus as corpora
-import logvariants
 from prometheus_client import CollectorRegistry
 
+from monitor import logs
 from monitor.events import EventHandler
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
@@ -32,8 +32,6 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--corpus", choices=("mix", "backtest"), default="mix")
     parser.add_argument("--log-level", default="info")
-    parser.add_argument("--log-variant", default="current", choices=("current", "filter", "direct", "sample"),
-                        help="a logging set-up of tests/bench/logvariants.py (proposals; not the monitor's)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--batch", type=int, default=200,
@@ -41,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
     c = corpora.build(args.frames, backtest=args.corpus == "backtest")
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "log").open("w") as stream:
-        logvariants.configure(args.log_variant, args.log_level, stream)
+        logs.configure(args.log_level, "json", stream=stream)
         metrics = Metrics(CollectorRegistry())
         processor = FrameProcessor(metrics.stream, EventHandler(metrics, 10_100), 1 << 20)
         payloads = c.payloads
@@ -71,7 +69,7 @@ def main() -> int:
         for kind in sorted(set(c.kinds)):
             by_kind[kind] = feed([p for p, k in zip(payloads, c.kinds, strict=True) if k == kind])
     share = Counter(c.kinds)
-    print(f"{args.corpus}, LOG_LEVEL={args.log_level}, logging {args.log_variant}: "
+    print(f"{args.corpus}, LOG_LEVEL={args.log_level}: "
           f"{statistics.median(times):.3f} µs/frame "
           f"(median of {args.reps}: {', '.join(f'{t:.3f}' for t in times)})")
     for kind, us in by_kind.items():

@@ -483,38 +483,48 @@ async def memory(res: Results, plan: Plan, sender: Sender, mon: Monitor) -> None
 
 
 def render_cost() -> dict[str, float]:
-    """In-process render of /metrics with SERIES per-symbol series, both formats."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+    """In-process render of /metrics with SERIES per-symbol series, both formats.
+
+    Steady: nothing changed since the last scrape. Changed: one symbol went stale since, so
+    the per-symbol block is joined again (the worst case, every scrape during a flood of STALE).
+    """
+    from prometheus_client import CollectorRegistry
 
     from monitor.metrics import Metrics
 
-    metrics = Metrics(CollectorRegistry(auto_describe=True))
+    metrics = Metrics(CollectorRegistry())
     for i in range(SERIES):
-        metrics.symbol_stale_since.labels("alpaca-paper", f"SERIES{i:07d}").set(1.77e9 + i)
+        metrics.symbol_stale_since.set("alpaca-paper", f"SERIES{i:07d}", 1.77e9 + i)
     out = {}
-    for name, fn in (("text", generate_latest), ("openmetrics", generate_openmetrics)):
-        times = []
-        for _ in range(15):
+    for name, accept in (("text", ""), ("openmetrics", "application/openmetrics-text; version=1.0.0")):
+        steady, changed = [], []
+        for i in range(15):
             started = time.perf_counter()
-            body = fn(metrics.registry)
-            times.append((time.perf_counter() - started) * 1000)
-        out[name] = statistics.median(times)
+            body, _ = metrics.expose(accept)
+            steady.append((time.perf_counter() - started) * 1000)
+            metrics.symbol_stale_since.set("alpaca-paper", "CHANGED", i)
+            started = time.perf_counter()
+            metrics.expose(accept)
+            changed.append((time.perf_counter() - started) * 1000)
+        out[name] = statistics.median(steady)
+        out[name + "_changed"] = statistics.median(changed)
         started = time.perf_counter()
         gzip.compress(body, 6)
         out[name + "_gzip"] = (time.perf_counter() - started) * 1000
     return out
 
 
-def log_line_cost(workdir: Path) -> dict[str, float]:
-    """In-process cost of one structlog call as the monitor configures it (JSON to a file)."""
+async def log_line_cost(workdir: Path) -> dict[str, float]:
+    """In-process cost of one log call as the monitor makes it: a bound logger, JSON to a
+    file, on the event loop (routine lines are flushed when the loop gets control back; here
+    every 100 lines, as after one of the pump's batches)."""
     import structlog
 
     from monitor import logs
 
     with (workdir / "micro.log").open("w") as stream:
         logs.configure("info", "json", stream=stream)
-        log = structlog.get_logger("monitor.events")
+        log = structlog.get_logger("monitor.events").bind()
         out = {}
         for name, call in (
             ("warning", lambda: log.warning("gateway.rate_limit.rate_limit_warning", requests_remaining=12,
@@ -523,8 +533,10 @@ def log_line_cost(workdir: Path) -> dict[str, float]:
         ):
             n = 20_000
             started = time.process_time()
-            for _ in range(n):
+            for i in range(n):
                 call()
+                if i % 100 == 99:
+                    await asyncio.sleep(0)
             out[name] = (time.process_time() - started) / n * 1e6
     return out
 
@@ -548,7 +560,7 @@ async def log_cost(res: Results, plan: Plan, sender: Sender, workdir: Path,
     lines = figures["info"]["lines_per_s"] - figures["error"]["lines_per_s"]
     res["log"] = {"rate": rate, **figures, "extra_cpu_pct": extra,
                   "us_per_line": extra / 100 / lines * 1e6 if lines else None,
-                  "micro": log_line_cost(workdir)}
+                  "micro": await log_line_cost(workdir)}
 
 
 def _lines(path: Path) -> int:
@@ -659,14 +671,16 @@ def _scrape_rows(d: dict[str, Any]) -> Rows:
     if "render" not in d:
         return []
     r = d["render"]
-    result = f"render {r['text']:.1f} ms (text) / {r['openmetrics']:.1f} ms (OpenMetrics) in-process"
+    result = (f"render {r['text']:.1f} ms (text) / {r['openmetrics']:.1f} ms (OpenMetrics) in-process, "
+              f"{r['text_changed']:.1f} / {r['openmetrics_changed']:.1f} ms after a change; gzip "
+              f"{r['text_gzip']:.1f} ms")
     if "soak" in d:
         s = d["soak"]
         result += (f"; HTTP scrape {d['scrape_idle_ms']:.1f} ms idle, {s['scrape_ms_p50']:.1f} ms p50 / "
                    f"{s['scrape_ms_max']:.1f} ms max under load "
                    f"({d['scrape_bytes']['wire'] / 1024:.0f} KiB gzip)")
     return [(f"6 /metrics with {SERIES:,} symbol series", "≤ 30 ms", result,
-             _ok(max(r["text"], r["openmetrics"]) <= 30))]
+             _ok(max(r["text_changed"], r["openmetrics_changed"]) <= 30))]
 
 
 def _log_rows(d: dict[str, Any]) -> Rows:
