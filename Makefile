@@ -22,7 +22,7 @@ tools:
 	done
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check monitor tests
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 ## Everything CI runs: lint, type check, all tests.

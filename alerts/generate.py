@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = check(outputs, args.out)
         sys.stdout.writelines(problems)
         if problems:
-            print(f"{_display_name(args.out)} is out of date: run `python alerts/generate.py`", file=sys.stderr)
+            print(f"{_display_name(args.out)} is out of date: run `python alerts/generate.py`",
+                  file=sys.stderr)
         return 1 if problems else 0
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in outputs.items():
