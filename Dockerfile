@@ -40,9 +40,10 @@ LABEL org.opencontainers.image.title="gateway-monitor" \
 # Same base image and path as in the builder: the venv's interpreter links stay valid.
 COPY --from=builder ${VENV} ${VENV}
 
+# No PYTHONUNBUFFERED: the monitor flushes its own log lines (error lines at once, the
+# others once per burst of frames); unbuffered stderr would cost a system call per line.
 ENV PATH="${VENV}/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     HOME=/tmp
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without an /etc/passwd entry.
