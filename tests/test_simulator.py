@@ -378,14 +378,15 @@ async def test_protocol_pings_are_answered(simulator: Make, session) -> None:
 
 async def test_black_hole_leaves_pings_unanswered_until_lifted(simulator: Make, session) -> None:
     sim = await simulator()
-    ws = await connect(session, sim, heartbeat=0.2)
+    # autoping=False hands any PONG to receive() instead of swallowing it, so an answered
+    # heartbeat shows up as a message rather than as a later timeout. No wall-clock bound:
+    # the heartbeat runs on the same event loop, so a loaded machine delays it past any bound.
+    ws = await connect(session, sim, heartbeat=0.2, autoping=False)
     sim.black_hole(True)
     await sim.broadcast({"type": "ping"})
-    started = time.monotonic()
     msg = await ws.receive(timeout=2)
-    assert msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED)
+    assert msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED), msg
     assert isinstance(ws.exception(), aiohttp.ServerTimeoutError)
-    assert time.monotonic() - started < 0.6  # ping at 0.2 s, pong deadline 0.1 s later
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
     writer.write(UPGRADE_REQUEST)
     with pytest.raises(TimeoutError):  # nor is a new upgrade answered
