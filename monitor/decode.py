@@ -24,6 +24,7 @@ MARKET_PREFIXES: tuple[bytes, ...] = tuple(  # quotes first: most market data is
     b'{"type":"' + kind.encode() + b'"'
     for kind in sorted(protocol.MARKET_DATA_TYPES, key=lambda kind: (kind != "quote", kind))
 )
+QUOTE_PREFIX = MARKET_PREFIXES[0]
 MARKET_BY_FIRST_BYTE: dict[int, str] = {kind.encode()[0]: kind for kind in protocol.MARKET_DATA_TYPES}
 _MARKET_SUFFIXES = {kind: b',"type":"' + kind.encode() + b'"}' for kind in protocol.MARKET_DATA_TYPES}
 _SUFFIX_TAIL = 9
@@ -31,6 +32,7 @@ _MARKET_BY_TAIL = {suffix[-_SUFFIX_TAIL:]: kind for kind, suffix in _MARKET_SUFF
 # Both shortcuts tell the kinds apart by one byte / the last 9 bytes; a new market data
 # type that broke this would fail here, at import, rather than miscount.
 assert len(MARKET_BY_FIRST_BYTE) == len(_MARKET_BY_TAIL) == len(protocol.MARKET_DATA_TYPES)
+assert QUOTE_PREFIX == b'{"type":"quote"'  # FrameProcessor.texts counts these apart
 
 
 class InvalidFrame(Exception):

@@ -124,7 +124,7 @@ class EventHandler:
             for symbol in ev.symbols:
                 self._mark_stale(ev.broker, symbols, _label(symbol), since)
             self._log.warning("gateway.data_staleness.stale", broker=ev.broker,
-                        symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
+                              symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
         elif ev.event == "FRESH":
             now = ev.timestamp or self._clock()
             for symbol in ev.symbols:
@@ -156,7 +156,7 @@ class EventHandler:
         if ev.reset_at is not None:
             self._m.rate_limit_reset.set(ev.reset_at)
         self._log.warning("gateway.rate_limit." + ev.event.lower(),
-                    requests_remaining=ev.requests_remaining, reset_at=_iso(ev.reset_at))
+                          requests_remaining=ev.requests_remaining, reset_at=_iso(ev.reset_at))
 
     def _error(self, ev: ErrorEvent) -> None:
         self._error_events(ev.code).inc()

@@ -1,8 +1,8 @@
 """structlog set-up: one line shape for our events and for stdlib/aiohttp records.
 
 Our own events (one per gateway event, thousands a second under load) are rendered by
-structlog with orjson and written straight to the stream, one write per line: going
-through a stdlib LogRecord and its formatter cost ~18 µs a line instead of ~5. Records
+structlog with orjson and written straight to the stream: going through a stdlib
+LogRecord and its formatter cost ~18 µs a line, this way costs ~3 µs. Records
 of aiohttp and other libraries still come through the stdlib, rendered by the same
 renderer, so every line has the same shape. Secrets are removed from the rendered text,
 which catches them wherever they sit: values, keys, nested details, exception text.
@@ -29,8 +29,8 @@ Renderer = Callable[[Any, str, MutableMapping[str, Any]], Any]
 class UTCTimestamp:
     """structlog processor: `timestamp` as ISO 8601 UTC with microseconds (…T03:12:09.123456Z).
 
-    The text TimeStamper(fmt="iso", utc=True) writes, at a quarter of its cost (~1.2 µs,
-    a quarter of a line): the part up to the second is formatted once a second.
+    The text TimeStamper(fmt="iso", utc=True) writes, at half its cost (0.6 vs 1.2 µs):
+    the part up to the second is formatted once a second.
     """
 
     def __init__(self) -> None:

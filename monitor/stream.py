@@ -9,6 +9,7 @@ import structlog
 from .decode import (
     MARKET_BY_FIRST_BYTE,
     MARKET_PREFIXES,
+    QUOTE_PREFIX,
     TYPE_OFFSET,
     ConnectionEvent,
     Event,
@@ -50,7 +51,7 @@ class FrameProcessor:
         frames, limit, slow = self._frames, self._max, self._decoded
         prefixes, by_first_byte = MARKET_PREFIXES, MARKET_BY_FIRST_BYTE
         # Quotes, most of the stream, are counted in a local: ~0.03 µs less a frame.
-        quote = prefixes[0]
+        quote = QUOTE_PREFIX
         quotes = pongs = 0
         for data in batch:
             if data.startswith(quote) and len(data) <= limit:
