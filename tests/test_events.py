@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
+from support import Scrape
 
 from monitor import protocol
 from monitor.events import SYMBOL_LABEL_MAX, EventHandler
@@ -25,11 +25,7 @@ class Rig:
 
     def value(self, name: str, **labels: str) -> float | None:
         """The sample as /metrics serves it (the per-symbol series are not in the registry)."""
-        for family in text_string_to_metric_families(self.metrics.expose()[0].decode()):
-            for s in family.samples:
-                if s.name == "gateway_monitor_" + name and s.labels == labels:
-                    return s.value
-        return None
+        return Scrape(self.metrics.expose()[0].decode()).value("gateway_monitor_" + name, **labels)
 
 
 @pytest.fixture
