@@ -29,6 +29,7 @@ INVALID: dict[str, str] = {
     "max_frame_bytes": "1MiB",
     "probe_interval_seconds": "0",
     "probe_timeout_seconds": "-2",
+    "reconcile_grace_seconds": "15s",
     "max_symbol_series": "1e3",
     "wait_for_client": "maybe",
 }
