@@ -21,6 +21,8 @@ from .probe import Prober
 from .server import READY, build_app
 from .status import Snapshot
 from .stream import FrameProcessor
+from .webauth import middlewares
+from .webtls import ReloadingTLS
 
 log = structlog.get_logger("monitor")
 
@@ -33,7 +35,9 @@ class Monitor:
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.handler = EventHandler(self.metrics, config.max_symbol_series)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
-        self.app = build_app(self.metrics, self.snapshot)
+        web_config = config.web_config
+        self.tls = ReloadingTLS(web_config.tls) if web_config and web_config.tls else None
+        self.app = build_app(self.metrics, self.snapshot, middlewares(web_config))
         self.app.cleanup_ctx.append(self._background)
         self._runner: web.AppRunner | None = None
         self.observer: Observer | None = None
@@ -48,12 +52,14 @@ class Monitor:
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.config.listen_host or None
-        site = web.TCPSite(self._runner, host, self.config.listen_port)
+        site = web.TCPSite(self._runner, host, self.config.listen_port,
+                           ssl_context=self.tls.context if self.tls else None)
         await site.start()
         self.port = self._runner.addresses[0][1]
         self.app[READY]["ready"] = True
         log.info("monitor.started", version=__version__, listen=f"{host or '*'}:{self.port}",
-                 gateway_url=self.config.gateway_url)
+                 gateway_url=self.config.gateway_url, scheme="https" if self.tls else "http",
+                 basic_auth=bool(self.config.web_config and self.config.web_config.users))
 
     async def stop(self, reason: str = "stopped") -> None:
         """Close the socket to the gateway (code 1000) and the HTTP server."""
