@@ -7,7 +7,10 @@ Certificate is checked structurally here (apiVersion, kind, the fields used and 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from test_deploy_manifests import _newest_known_version, _validate_core
 from tls_support import TestCA
 
 from monitor.config import ConfigError, load
+from monitor.soak import free_port
 
 COMPONENT = DEPLOY / "components" / "web-config"
 OVERLAY = DEPLOY / "overlays" / "prometheus-operator-tls"
@@ -124,6 +128,29 @@ def test_checkov_passes_with_the_listed_skips(tls: Rendered, tmp_path: Path) -> 
     result = run([tool("checkov"), "--framework", "kubernetes", "--skip-download", "--quiet", "--compact",
                   "--skip-check", ",".join(_skips()), "--file", str(file)], timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the image's HEALTHCHECK behind TLS --------------------------------------------------------
+
+
+def _healthcheck() -> list[str]:
+    text = (DEPLOY.parent / "Dockerfile").read_text(encoding="utf-8")
+    command: list[str] = json.loads(text.split("\nHEALTHCHECK ", 1)[1].split(" CMD ", 1)[1].split("\n")[0])
+    return [sys.executable, *command[1:]]
+
+
+async def test_image_healthcheck_passes_behind_tls_and_basic_auth(monitor, tmp_path: Path) -> None:
+    chain, key, _cert = TestCA(tmp_path).issue("tls")
+    web_config = tmp_path / "web-config.yml"
+    web_config.write_text(yaml.safe_dump({
+        "tls_server_config": {"cert_file": str(chain), "key_file": str(key)},
+        "basic_auth_users": {"prometheus": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()}}))
+    mon = await monitor("http://127.0.0.1:9", web_config_file=str(web_config))
+    for port, healthy in ((mon.port, True), (free_port(), False)):
+        check = await asyncio.create_subprocess_exec(
+            *_healthcheck(), env={**os.environ, "MONITOR_LISTEN": f"127.0.0.1:{port}"},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        assert (await asyncio.wait_for(check.wait(), timeout=20) == 0) is healthy
 
 
 # --- plain Prometheus ----------------------------------------------------------------------
