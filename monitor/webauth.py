@@ -101,8 +101,11 @@ class BasicAuth:
         now = self._clock()
         if len(self._cache) >= CACHE_ENTRIES:
             self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-            while len(self._cache) >= CACHE_ENTRIES:  # still full: drop the oldest
-                del self._cache[next(iter(self._cache))]
+            # Still full: drop failures first (oldest first), so a flood of wrong passwords
+            # cannot push out the scraper's entry; then the oldest success.
+            while len(self._cache) >= CACHE_ENTRIES:
+                victim = next((k for k, (ok, _) in self._cache.items() if not ok), next(iter(self._cache)))
+                del self._cache[victim]
         self._cache[key] = (ok, now + self._ttl)
 
 

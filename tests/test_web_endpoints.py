@@ -154,6 +154,17 @@ async def test_cache_entries_expire() -> None:
     assert not await auth.allows(basic(USER, "x" * 80))  # over bcrypt's 72 bytes
 
 
+async def test_a_flood_of_wrong_passwords_keeps_the_good_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webauth, "_bcrypt_ok", lambda password, _hashed: password == PASSWORD.encode())
+    auth = BasicAuth({USER.encode(): HASH.encode()})
+    assert await auth.allows(GOOD)
+    for n in range(3 * webauth.CACHE_ENTRIES):
+        assert not await auth.allows(basic(USER, f"guess-{n}"))
+    checks = auth.bcrypt_checks
+    assert await auth.allows(GOOD)
+    assert auth.bcrypt_checks == checks  # still cached
+
+
 async def test_bcrypt_never_blocks_the_event_loop(ca: TestCA) -> None:
     slow = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=13)).decode()
     auth = BasicAuth({USER.encode(): slow.encode()})

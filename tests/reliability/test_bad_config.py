@@ -31,6 +31,7 @@ INVALID: dict[str, str] = {
     "probe_timeout_seconds": "-2",
     "max_symbol_series": "1e3",
     "wait_for_client": "maybe",
+    "web_config_file": "/nonexistent/web-config.yml",
 }
 # Run `gateway-monitor` with socket.bind recorded, to prove that nothing was bound.
 BIND_RECORDER = """
