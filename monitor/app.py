@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .config import Config, plain_ws_to_remote
+from .config import Config, basic_auth_over_http, plain_ws_to_remote
 from .events import EventHandler
 from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
 from .observer import Observer, ObserverState
@@ -49,6 +49,9 @@ class Monitor:
         if plain_ws_to_remote(self.config):
             log.warning("monitor.config.insecure_transport", gateway_url=self.config.gateway_url,
                         hint="the API key travels unencrypted; use https:// for a remote gateway")
+        if basic_auth_over_http(self.config):
+            log.warning("monitor.config.insecure_basic_auth", listen=self.config.listen,
+                        hint="scrape passwords travel unencrypted; add tls_server_config to the web config")
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.config.listen_host or None

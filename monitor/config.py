@@ -266,10 +266,21 @@ def plain_ws_to_remote(config: Config) -> bool:
     url = urlsplit(config.gateway_url)
     if url.scheme != "http" or not config.has_key:
         return False
-    host = url.hostname or ""
-    if host == "localhost":
+    return not _loopback(url.hostname or "")
+
+
+def basic_auth_over_http(config: Config) -> bool:
+    """True when scrape passwords would cross the network unencrypted (basic auth, no TLS)."""
+    web = config.web_config
+    if web is None or not web.users or web.tls is not None:
         return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    return not _loopback(config.listen_host)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
         return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name (it may resolve anywhere), or "" (every interface)

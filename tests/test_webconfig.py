@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tls_support import TestCA
 
-from monitor.config import ConfigError, load
+from monitor.config import ConfigError, basic_auth_over_http, load
 from monitor.webconfig import WebConfig
 from monitor.webtls import CIPHERS, build_context
 
@@ -200,3 +200,17 @@ def test_an_invalid_file_at_start_up_exits_2(tmp_path: Path) -> None:
     bad = run_cli("--listen", "127.0.0.1:0", env={"MONITOR_WEB_CONFIG_FILE": str(path)})
     assert bad.returncode == 2
     assert "basic_auth_users.prometheus" in bad.stderr and "monitor.started" not in bad.stderr
+
+
+@pytest.mark.parametrize(("listen", "tls", "warn"), [
+    ("0.0.0.0:9478", False, True), (":9478", False, True), ("10.0.0.5:9478", False, True),
+    ("127.0.0.1:9478", False, False), ("[::1]:9478", False, False), ("0.0.0.0:9478", True, False),
+])
+def test_basic_auth_over_plain_http_beyond_loopback_is_flagged(ca: TestCA, tmp_path: Path, listen: str,
+                                                              tls: bool, warn: bool) -> None:
+    chain, key, _cert = ca.issue("warn")
+    content: dict = {"basic_auth_users": {"prometheus": HASH}}
+    if tls:
+        content["tls_server_config"] = {"cert_file": str(chain), "key_file": str(key)}
+    config = load({"listen": listen, "web_config_file": str(web_file(tmp_path, content))}, environ={})
+    assert basic_auth_over_http(config) is warn
