@@ -32,6 +32,7 @@ INVALID: dict[str, str] = {
     "reconcile_grace_seconds": "15s",
     "max_symbol_series": "1e3",
     "wait_for_client": "maybe",
+    "web_config_file": "/nonexistent/web-config.yml",
 }
 # Run `gateway-monitor` with socket.bind recorded, to prove that nothing was bound.
 BIND_RECORDER = """
