@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint tools bench reliability soak
 
+# Debian's python3 comes without venv (package python3-venv): installed on first need.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV) && sh tests/apt-install.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -17,7 +18,7 @@ demo: $(BIN)/.installed
 
 ## Install the external tools the tests use (Prometheus, Alertmanager, validators).
 tools:
-	@for script in tests/install-browser.sh alerts/install-tools.sh deploy/install-tools.sh; do \
+	@for script in tests/install-browser.sh alerts/install-tools.sh deploy/install-tools.sh tests/install-go-tools.sh; do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; \
 	done
 

@@ -19,8 +19,8 @@ import yaml
 from processes import (  # noqa: F401  (fixtures re-exported for the tests in this directory)
     INSTALL_HINT,
     ManagedProcess,
+    VersionLine,
     alertmanager_factory,
-    find_binary,
     get_text,
     post,
     prometheus_factory,
@@ -148,15 +148,15 @@ def gateway_metric_names() -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def promtool() -> str:
-    """Path of promtool (fails, never skips, when it is missing)."""
-    return find_binary("promtool")
+def promtool(version_line: VersionLine) -> str:
+    """Path of the version line's promtool (fails, never skips, when it is missing)."""
+    return version_line.binary("promtool")
 
 
 @pytest.fixture(scope="session")
-def amtool() -> str:
-    """Path of amtool (fails, never skips, when it is missing)."""
-    return find_binary("amtool")
+def amtool(version_line: VersionLine) -> str:
+    """Path of the version line's amtool (fails, never skips, when it is missing)."""
+    return version_line.binary("amtool")
 
 
 def rule_files() -> list[Path]:
