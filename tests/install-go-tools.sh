@@ -19,7 +19,7 @@
 # proxy (module golang.org/toolchain, checked against the SHA-256 below) into $CACHE.
 #
 # Environment: GATEWAY_MONITOR_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/gateway-monitor),
-# DEPLOY_TOOLS_VENV (default <repo>/.venv-tools), GO (a go binary to use).
+# DEPLOY_TOOLS_VENV (default <repo>/.venv-tools), GO (a go binary to use; else `go` on PATH).
 set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,8 +79,7 @@ EOF
 }
 
 find_go() {
-    for candidate in ${GO:-} "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go \
-                     /usr/lib/go/bin/go "$CACHE/go-$GO_BOOTSTRAP/bin/go"; do
+    for candidate in ${GO:-} "$(command -v go 2>/dev/null || true)" "$CACHE/go-$GO_BOOTSTRAP/bin/go"; do
         if [ -n "$candidate" ] && [ -x "$candidate" ] && [ "$(go_minor "$candidate")" -ge "$GO_MIN_MINOR" ]; then
             echo "$candidate"
             return
@@ -109,7 +108,7 @@ build() {
         done
         mkdir -p "$dir.tmp"
         "$GO" build -trimpath -o "$dir.tmp/" \
-            -ldflags "-X github.com/prometheus/common/version.Version=$version" "$@"
+            -ldflags "-s -w -X github.com/prometheus/common/version.Version=$version" "$@"
     ) || { rm -rf "$work" "$dir.tmp"; exit 1; }
     rm -rf "$work" "$dir"
     mv "$dir.tmp" "$dir"
