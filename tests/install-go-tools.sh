@@ -54,9 +54,9 @@ fetch_go() {
         log "fetching Go $GO_BOOTSTRAP from the Go module proxy (golang.org/toolchain@$module)"
         mkdir -p "$CACHE"
         python3 - "https://proxy.golang.org/golang.org/toolchain/@v/$module.zip" \
-            "$GO_BOOTSTRAP_SHA256_linux_amd64" "$dest" <<'EOF'
+            "$GO_BOOTSTRAP_SHA256_linux_amd64" "$dest" "golang.org/toolchain@$module/" <<'EOF'
 import hashlib, io, os, shutil, sys, urllib.request, zipfile
-url, sha256, dest = sys.argv[1:]
+url, sha256, dest, prefix = sys.argv[1:]
 data = urllib.request.urlopen(url, timeout=300).read()
 if hashlib.sha256(data).hexdigest() != sha256:
     sys.exit(f"{url}: SHA-256 {hashlib.sha256(data).hexdigest()} is not the pinned {sha256}")
@@ -64,8 +64,8 @@ tmp = dest + ".tmp"
 shutil.rmtree(tmp, ignore_errors=True)
 with zipfile.ZipFile(io.BytesIO(data)) as archive:
     for info in archive.infolist():
-        name = info.filename.split("/", 1)[1] if "/" in info.filename else ""
-        if not name or info.is_dir():
+        name = info.filename.removeprefix(prefix)
+        if name == info.filename or not name or info.is_dir():
             continue
         target = os.path.join(tmp, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
