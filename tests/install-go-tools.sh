@@ -122,31 +122,28 @@ link() {  # link FILE... into $TOOLS/bin
 mkdir -p "$CACHE"
 GO=
 
-# --- Prometheus 3.x: prometheus and promtool -------------------------------------------------
-dir="$CACHE/prometheus-$PROMETHEUS_VERSION"
-if [ -x "$dir/prometheus" ] && [ -x "$dir/promtool" ]; then
-    log "prometheus/promtool $PROMETHEUS_VERSION cached in $dir"
-else
-    ensure_ca_certificates
-    GO=${GO:-$(find_go)}
-    log "building prometheus and promtool $PROMETHEUS_VERSION with $GO (a few minutes the first time)"
-    build "$dir" "$PROMETHEUS_MODULE_VERSION" "$PROMETHEUS_VERSION" \
-        github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
-fi
-link "$dir/prometheus" "$dir/promtool"
+# binaries DIR MODULE_VERSION VERSION PACKAGE... : the packages' binaries, built into DIR unless
+# they are there already, linked into $TOOLS/bin.
+binaries() {
+    dir=$1 module_version=$2 version=$3
+    shift 3
+    cached=yes
+    for package in "$@"; do [ -x "$dir/${package##*/}" ] || cached=; done
+    if [ -n "$cached" ]; then
+        log "$(basename "$dir") cached in $dir"
+    else
+        ensure_ca_certificates
+        GO=${GO:-$(find_go)}
+        log "building $(basename "$dir") with $GO (a few minutes the first time)"
+        build "$dir" "$module_version" "$version" "$@"
+    fi
+    for package in "$@"; do link "$dir/${package##*/}"; done
+}
 
-# --- Alertmanager: alertmanager and amtool -------------------------------------------------------
-dir="$CACHE/alertmanager-$ALERTMANAGER_VERSION"
-if [ -x "$dir/alertmanager" ] && [ -x "$dir/amtool" ]; then
-    log "alertmanager/amtool $ALERTMANAGER_VERSION cached in $dir"
-else
-    ensure_ca_certificates
-    GO=${GO:-$(find_go)}
-    log "building alertmanager and amtool $ALERTMANAGER_VERSION with $GO"
-    build "$dir" "v$ALERTMANAGER_VERSION" "$ALERTMANAGER_VERSION" \
-        github.com/prometheus/alertmanager/cmd/alertmanager github.com/prometheus/alertmanager/cmd/amtool
-fi
-link "$dir/alertmanager" "$dir/amtool"
+binaries "$CACHE/prometheus-$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE_VERSION" "$PROMETHEUS_VERSION" \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+binaries "$CACHE/alertmanager-$ALERTMANAGER_VERSION" "v$ALERTMANAGER_VERSION" "$ALERTMANAGER_VERSION" \
+    github.com/prometheus/alertmanager/cmd/alertmanager github.com/prometheus/alertmanager/cmd/amtool
 
 # --- prometheus-operator CRD schemas ------------------------------------------------------------
 dir="$CACHE/prometheus-operator-$OPERATOR_VERSION"
