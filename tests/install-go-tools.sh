@@ -79,7 +79,7 @@ EOF
 }
 
 find_go() {
-    for candidate in ${GO:-} "$(command -v go 2>/dev/null || true)" "$CACHE/go-$GO_BOOTSTRAP/bin/go"; do
+    for candidate in "$(command -v go 2>/dev/null || true)" "$CACHE/go-$GO_BOOTSTRAP/bin/go"; do
         if [ -n "$candidate" ] && [ -x "$candidate" ] && [ "$(go_minor "$candidate")" -ge "$GO_MIN_MINOR" ]; then
             echo "$candidate"
             return
@@ -136,7 +136,7 @@ link() {  # link FILE... into $TOOLS/bin
 }
 
 mkdir -p "$CACHE"
-GO=
+GO=${GO:-}  # found (or fetched) on first need
 
 # binaries DIR MODULE_VERSION VERSION PACKAGE... : the packages' binaries, built into DIR unless
 # they are there already, linked into $TOOLS/bin.
