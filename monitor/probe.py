@@ -65,10 +65,11 @@ class Prober:
             started = time.monotonic()
             self._wake.clear()
             await self.probe_all()
-            left = interval - (time.monotonic() - started)
-            if left > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the task's
+            # cancellation when its timeout fires at the same moment, and stop() then hangs.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, interval - (time.monotonic() - started))):
+                    await self._wake.wait()
 
     def wake(self) -> None:
         """Start the next round now (after a new connection, /health confirms the brokers)."""

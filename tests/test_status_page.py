@@ -55,7 +55,7 @@ async def test_page_shows_connection_brokers_stale_symbols_and_critical_events(s
     _mon, html = await incident_page(simulator, monitor)
     assert "connected" in html
     assert "alpaca-paper" in html
-    assert "AAPL" in html and "EUR/USD" in html and "2026-11-21 03:00:00 UTC" in html
+    assert "AAPL" in html and "MSFT" in html and "EUR/USD" in html and "2026-11-21 03:00:00 UTC" in html
     assert "gateway.error.position_unprotected" in html
     assert "gateway.connection.broker_connection_failed" in html
     assert '<a href="/metrics">' in html
@@ -101,7 +101,8 @@ async def test_page_renders_in_headless_chromium(simulator, monitor, tmp_path: P
                                                stderr=asyncio.subprocess.DEVNULL)
     out, _ = await asyncio.wait_for(dom.communicate(), timeout=60)
     rendered = out.decode()
-    assert "Stale symbols (2)" in rendered and "gateway.error.position_unprotected" in rendered
+    # AAPL and MSFT went stale with the give-up, EUR/USD with the frame after it.
+    assert "Stale symbols (3)" in rendered and "gateway.error.position_unprotected" in rendered
     assert KEY not in rendered
     shot = tmp_path / "status.png"
     proc = await asyncio.create_subprocess_exec(chromium, *common, f"--screenshot={shot}",
