@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import Config, plain_ws_to_remote
 from .events import EventHandler
+from .gateway_state import GatewayState
 from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
 from .observer import Observer, ObserverState
 from .probe import Prober
@@ -31,7 +32,8 @@ class Monitor:
     def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
-        self.handler = EventHandler(self.metrics, config.max_symbol_series)
+        self.state = GatewayState(self.metrics, config.max_symbol_series, config.reconcile_grace_seconds)
+        self.handler = EventHandler(self.metrics, self.state)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
         self.app = build_app(self.metrics, self.snapshot)
         self.app.cleanup_ctx.append(self._background)
@@ -76,16 +78,23 @@ class Monitor:
             gateway_url=self.config.gateway_url, connected=state.connected,
             unauthorized=state.unauthorized, since=state.since,
             last_change_reason=state.last_change_reason, probes=probes,
-            brokers=dict(self.handler.brokers),
-            stale={broker: dict(symbols) for broker, symbols in self.handler.stale.items()},
+            brokers={broker: (view.state, view.since, view.source)
+                     for broker, view in self.state.brokers.items()},
+            stale={broker: dict(symbols) for broker, symbols in self.state.stale.items()},
             recent_critical=list(self.handler.recent_critical),
         )
 
     async def _background(self, _app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
-            self.observer = Observer(self.config, session, self.metrics, self.processor)
-            self.prober = Prober(self.config.http_url, session, self.metrics,
-                                 self.config.probe_timeout_seconds)
+            prober = self.prober = Prober(self.config.http_url, session, self.metrics,
+                                          self.config.probe_timeout_seconds, self.state)
+
+            def connected() -> None:
+                self.state.connection_opened()
+                prober.wake()  # /health confirms the brokers now, not a probe interval later
+
+            self.observer = Observer(self.config, session, self.metrics, self.processor,
+                                     on_connect=connected)
             tasks = [
                 _task(self.observer.run(), "observer"),
                 _task(self.prober.run(self.config.probe_interval_seconds), "prober"),

@@ -66,6 +66,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How often /readyz, /livez and /health are probed", minimum=0.1),
     Setting("probe_timeout_seconds", "MONITOR_PROBE_TIMEOUT_SECONDS", float, 2.0,
             "Timeout of one probe request", minimum=0.01),
+    Setting("reconcile_grace_seconds", "MONITOR_RECONCILE_GRACE_SECONDS", float, 15.0,
+            "How long the event stream and /health may disagree about a broker before /health wins",
+            minimum=0.0),
     Setting("max_symbol_series", "MONITOR_MAX_SYMBOL_SERIES", int, 1000,
             "Cap on per-symbol staleness series; symbols beyond it are counted, not tracked",
             minimum=0),
@@ -99,6 +102,7 @@ class Config:
     max_frame_bytes: int
     probe_interval_seconds: float
     probe_timeout_seconds: float
+    reconcile_grace_seconds: float
     max_symbol_series: int
     wait_for_client: bool
     api_key: str | None = None

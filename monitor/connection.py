@@ -80,7 +80,7 @@ async def pump(ws: Socket, processor: FrameProcessor) -> str:
     texts = processor.texts
     text, binary = WSMsgType.TEXT, WSMsgType.BINARY
     queue = _buffered_texts(ws)
-    processor.shutdown_announced = False
+    processor.connection_opened()
     while True:
         msg = await receive()
         kind = msg.type
@@ -124,6 +124,18 @@ def _buffered_texts(ws: Socket) -> tuple[deque[Any], Callable[[], Awaitable[Any]
 
 
 def _disconnect_reason(ws: Socket, msg: Any, processor: FrameProcessor) -> str:
+    reason = _how_it_ended(ws, msg, processor)
+    if reason in _SHUTDOWN_ENDINGS and processor.shutting_down():
+        return "gateway_shutdown"
+    return reason
+
+
+# The ways a shutting-down gateway's socket ends: its close frame, or, when the process
+# exits first, the end of the TCP stream (seen as a lost connection or a reset).
+_SHUTDOWN_ENDINGS = frozenset({"closed_by_gateway", "connection_lost", "error"})
+
+
+def _how_it_ended(ws: Socket, msg: Any, processor: FrameProcessor) -> str:
     if msg.type is WSMsgType.ERROR:
         err = msg.data
         if isinstance(err, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
@@ -135,7 +147,6 @@ def _disconnect_reason(ws: Socket, msg: Any, processor: FrameProcessor) -> str:
             return "protocol_error"
         return "error"
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
-        graceful = processor.shutdown_announced or ws.close_code == GOING_AWAY
-        return "gateway_shutdown" if graceful else "closed_by_gateway"
+        return "gateway_shutdown" if ws.close_code == GOING_AWAY else "closed_by_gateway"
     # CLOSED without a close frame: the TCP connection went away under us.
     return "connection_lost"

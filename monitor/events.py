@@ -19,43 +19,33 @@ from .decode import (
     RateLimitEvent,
     StalenessEvent,
 )
+from .gateway_state import BROKER_STATE_EVENTS, GatewayState
 from .metrics import Children, Metrics
 from .redaction import redact
 
 log = structlog.get_logger("monitor.events")
 
 RECENT_CRITICAL_KEPT = 20
-SYMBOL_LABEL_MAX = 128
 DETAILS_LOG_MAX = 4096
 """An error's `details` larger than this (as JSON) are logged as cut text."""
 DETAILS_UNRENDERABLE = "<details nested too deep to log>"
-"""Longer symbol names are cut: a label value must not grow the exposition without bound."""
 
 _WARNING_CONNECTION_EVENTS = frozenset({"DISCONNECTING", "RECONNECTING", "BROKER_DISCONNECTED"})
-_BROKER_STATE = {
-    "CONNECTED": "up",
-    "BROKER_RECONNECTED": "up",
-    "BROKER_DISCONNECTED": "disconnected",
-    "BROKER_CONNECTION_FAILED": "failed",
-}
 
 
 class EventHandler:
-    """Applies events to metrics and keeps the small state some metrics need."""
+    """Counts and logs every event; what events say about brokers and symbols goes to `state`."""
 
     def __init__(
-        self, metrics: Metrics, max_symbol_series: int, clock: Callable[[], float] = time.time
+        self, metrics: Metrics, state: GatewayState, clock: Callable[[], float] = time.time
     ) -> None:
         self._m = metrics
+        self._state = state
         # Bound once, as configured now: through the module's lazy proxy a line costs ~1 µs more.
         self._log = log.bind()
         # Label look-ups of the event path, resolved once per label set.
         self._connection_events = Children(metrics.connection_events)
-        self._broker_up = Children(metrics.broker_up)
-        self._broker_connection_failed = Children(metrics.broker_connection_failed)
         self._broker_gap = Children(metrics.broker_gap)
-        self._stale_symbols = Children(metrics.stale_symbols)
-        self._stale_duration = Children(metrics.stale_duration)
         self._rate_limit_events = Children(metrics.rate_limit_events)
         self._error_events = Children(metrics.error_events)
         self._last_error = Children(metrics.last_error)
@@ -64,14 +54,8 @@ class EventHandler:
             "order": Children(metrics.order_events),
             "position": Children(metrics.position_events),
         }
-        self._max_symbols = max_symbol_series
         self._clock = clock
-        # broker -> symbol -> stale_since; bounded by max_symbol_series in total.
-        self.stale: dict[str, dict[str, float]] = {}
-        self._tracked = 0
         self.recent_critical: list[dict[str, Any]] = []
-        # broker -> (state, since): what the status page shows per broker.
-        self.brokers: dict[str, tuple[str, float]] = {}
 
     def handle(self, event: Event) -> None:
         """Record one event."""
@@ -92,19 +76,11 @@ class EventHandler:
 
     def _connection(self, ev: ConnectionEvent) -> None:
         self._connection_events(ev.event, ev.broker).inc()
-        named = ev.broker != protocol.NO_BROKER
-        if ev.event in ("BROKER_DISCONNECTED", "BROKER_CONNECTION_FAILED") and named:
-            self._broker_up(ev.broker).set(0)
-        if ev.event == "BROKER_CONNECTION_FAILED" and named:
-            self._broker_connection_failed(ev.broker).set(1)
         # A CONNECTED that names no broker says nothing about any one broker, so it
-        # must not clear a failure (that would resolve a page for nothing).
-        if ev.event in ("BROKER_RECONNECTED", "CONNECTED") and named:
-            self._broker_up(ev.broker).set(1)
-            self._broker_connection_failed(ev.broker).set(0)
-        state = _BROKER_STATE.get(ev.event)
-        if state and named:
-            self.brokers[ev.broker] = (state, self._clock())
+        # must not clear a failure (that would resolve a page for nothing). An unknown broker
+        # (`other`) is kept: /health reconciles it like any other.
+        if ev.event in BROKER_STATE_EVENTS and ev.broker != protocol.NO_BROKER:
+            self._state.broker_event(ev.event, ev.broker)
         if ev.event == "BROKER_RECONNECTED" and ev.gap_seconds is not None:
             self._broker_gap(ev.broker).observe(ev.gap_seconds)
         name = "gateway.connection." + ev.event.lower()
@@ -118,36 +94,15 @@ class EventHandler:
             self._log.info(name, **fields)
 
     def _staleness(self, ev: StalenessEvent) -> None:
-        symbols = self.stale.setdefault(ev.broker, {})
         if ev.event == "STALE":
-            since = ev.stale_since or ev.timestamp or self._clock()
-            for symbol in ev.symbols:
-                self._mark_stale(ev.broker, symbols, _label(symbol), since)
+            self._state.went_stale(ev.broker, ev.symbols, ev.stale_since or ev.timestamp or self._clock())
             self._log.warning("gateway.data_staleness.stale", broker=ev.broker,
                               symbols=list(ev.symbols), stale_since=_iso(ev.stale_since))
         elif ev.event == "FRESH":
-            now = ev.timestamp or self._clock()
-            for symbol in ev.symbols:
-                label = _label(symbol)
-                if label in symbols:
-                    since = symbols.pop(label)
-                    self._tracked -= 1
-                    self._m.symbol_stale_since.remove(ev.broker, label)
-                    self._stale_duration(ev.broker).observe(max(0.0, now - since))
+            self._state.went_fresh(ev.broker, ev.symbols, ev.timestamp or self._clock())
             self._log.info("gateway.data_staleness.fresh", broker=ev.broker, symbols=list(ev.symbols))
         else:
             self._log.warning("gateway.data_staleness.other", broker=ev.broker, symbols=list(ev.symbols))
-        self._stale_symbols(ev.broker).set(len(symbols))
-
-    def _mark_stale(self, broker: str, symbols: dict[str, float], symbol: str, since: float) -> None:
-        if symbol in symbols:
-            return
-        if self._tracked >= self._max_symbols:
-            self._m.symbol_series_dropped.inc()
-            return
-        symbols[symbol] = since
-        self._tracked += 1
-        self._m.symbol_stale_since.set(broker, symbol, since)
 
     def _rate_limit(self, ev: RateLimitEvent) -> None:
         self._rate_limit_events(ev.event).inc()
@@ -180,11 +135,6 @@ class EventHandler:
         else:
             # Orders and balance updates are routine and frequent.
             self._log.debug(name)
-
-
-def _label(symbol: str) -> str:
-    """A symbol as a label value: bounded, and never carrying the API key."""
-    return redact(symbol)[:SYMBOL_LABEL_MAX]
 
 
 def _loggable(details: Any) -> Any:

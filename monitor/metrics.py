@@ -105,10 +105,11 @@ class Children:
     """`metric.labels(*values)`, remembered: a look-up costs ~0.1 µs instead of ~1 µs.
 
     For the event path, whose label values are bounded (folded events and codes,
-    normalised brokers) and whose children are never removed.
+    normalised brokers). A series is removed through `remove`, never behind its back.
     """
 
     def __init__(self, metric: Any) -> None:
+        self._metric = metric
         self._labels = metric.labels
         self._children: dict[tuple[str, ...], Any] = {}
 
@@ -117,6 +118,11 @@ class Children:
         if child is None:
             child = self._children[values] = self._labels(*values)
         return child
+
+    def remove(self, *values: str) -> None:
+        """Drop the series (a later call creates it anew, at zero)."""
+        if self._children.pop(values, None) is not None:
+            self._metric.remove(*values)
 
 
 def _label_value(value: str) -> str:

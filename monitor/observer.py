@@ -51,11 +51,13 @@ class Observer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
+        on_connect: Callable[[], None] = lambda: None,
     ) -> None:
         self._config = config
         self._session = session
         self._m = metrics
         self._processor = processor
+        self._on_connect = on_connect
         self._sleep = sleep
         self._clock = clock
         self.backoff = backoff or Backoff(
@@ -118,6 +120,7 @@ class Observer:
             log.info("monitor.ws.authorized")
         self.state = ObserverState(connected=True, since=time.time(), last_change_reason="connected")
         log.info("monitor.ws.connected", url=self._config.ws_url)
+        self._on_connect()
 
     def _disconnected(self, reason: str, uptime: float) -> None:
         self._m.ws_disconnects.labels(reason).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import aiohttp
 import orjson
 import structlog
 
-from . import protocol
+from .gateway_state import GatewayState, provider_healths
 from .metrics import PROBE_ENDPOINTS, Metrics
 from .redaction import redact
 
@@ -34,32 +35,51 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 class Prober:
-    """Probes every endpoint each interval; a failure is a metric and a log line, never fatal."""
+    """Probes every endpoint each interval; a failure is a metric and a log line, never fatal.
+
+    /health's providers also go to the GatewayState, which reconciles the monitor's belief.
+    """
 
     def __init__(
-        self, base_url: str, session: aiohttp.ClientSession, metrics: Metrics, timeout: float
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        timeout: float,
+        state: GatewayState,
     ) -> None:
         self._base = base_url
         self._session = session
         self._m = metrics
+        self._state = state
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._wake = asyncio.Event()
         self._failing: set[str] = set()
         self._info: tuple[str, str] | None = None
         self._brokers: set[str] = set()
         self.last_health: dict[str, Any] | None = None
 
     async def run(self, interval: float) -> None:
-        """Probe forever, one round per interval."""
+        """Probe forever, one round per interval, or sooner when woken."""
         while True:
             started = time.monotonic()
+            self._wake.clear()
             await self.probe_all()
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            left = interval - (time.monotonic() - started)
+            if left > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
+
+    def wake(self) -> None:
+        """Start the next round now (after a new connection, /health confirms the brokers)."""
+        self._wake.set()
 
     async def probe_all(self) -> None:
         """One round: all endpoints concurrently."""
         await asyncio.gather(*(self._probe(endpoint) for endpoint in PROBE_ENDPOINTS))
 
     async def _probe(self, endpoint: str) -> None:
+        requested_at = time.monotonic()
         started = time.perf_counter()
         status, body, problem = 0, b"", None
         try:
@@ -71,7 +91,7 @@ class Prober:
             if not 200 <= status < 300:
                 problem = f"HTTP {status}"
             elif endpoint == "health":
-                problem = self._record_health(body)
+                problem = self._record_health(body, requested_at)
         except TimeoutError:
             problem = "timeout"
         except BodyTooLarge as err:
@@ -92,7 +112,7 @@ class Prober:
             self._failing.discard(endpoint)
             log.info("monitor.probe.recovered", endpoint=endpoint, status=status)
 
-    def _record_health(self, body: bytes) -> str | None:
+    def _record_health(self, body: bytes, requested_at: float) -> str | None:
         """Export /health's view of the gateway; return a problem for an unreadable body."""
         try:
             health = orjson.loads(body)
@@ -104,23 +124,17 @@ class Prober:
         self._m.gateway_degraded.set(0 if health["status"] == "connected" else 1)
         self._record_info(redact(str(health.get("version", "")))[:64],
                           redact(str(health.get("git_sha", "")))[:64])
-        providers = health.get("providers")
+        providers = provider_healths(health.get("providers"))
         seen: set[str] = set()
-        for provider in providers if isinstance(providers, list) else []:
-            if isinstance(provider, dict):
-                broker = protocol.normalise_broker(provider.get("platform"))
-                stale = provider.get("stale_instruments")
-                seen.add(broker)
-                self._m.gateway_broker_connected.labels(broker).set(
-                    1 if provider.get("connected") is True else 0
-                )
-                self._m.gateway_stale_instruments.labels(broker).set(
-                    len(stale) if isinstance(stale, list) else 0
-                )
+        for provider in providers:
+            seen.add(provider.broker)
+            self._m.gateway_broker_connected.labels(provider.broker).set(1 if provider.connected else 0)
+            self._m.gateway_stale_instruments.labels(provider.broker).set(len(provider.stale))
         for gone in self._brokers - seen:
             self._m.gateway_broker_connected.remove(gone)
             self._m.gateway_stale_instruments.remove(gone)
         self._brokers = seen
+        self._state.health(providers, requested_at)
         return None
 
     def _record_info(self, version: str, git_sha: str) -> None:

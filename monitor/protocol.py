@@ -6,6 +6,9 @@ set of label values stays bounded whatever the gateway (or an attacker) sends.
 
 from __future__ import annotations
 
+import functools
+import re
+
 OTHER = "other"
 """Label value for anything outside the documented vocabulary."""
 
@@ -82,6 +85,8 @@ CRITICAL_ERROR_CODES: frozenset[str] = frozenset(
 CRITICAL_CONNECTION_EVENTS: frozenset[str] = frozenset({"BROKER_CONNECTION_FAILED"})
 CRITICAL_ACCOUNT_EVENTS: frozenset[str] = frozenset({"MARGIN_CALL"})
 
+# The gateway's TradingPlatform ids (its kebab-case serde names), `tektii` (the backtest
+# engine) included although the guide's list omits it.
 PLATFORMS: tuple[str, ...] = (
     "alpaca-paper",
     "alpaca-live",
@@ -97,9 +102,23 @@ PLATFORMS: tuple[str, ...] = (
     "oanda-live",
     "saxo-sim",
     "saxo-live",
+    "tektii",
     "mock",
 )
 _PLATFORM_SET = frozenset(PLATFORMS)
+# The short names the gateway's own parser (TradingPlatform::from_str) accepts.
+_ALIASES = {
+    "alpaca": "alpaca-paper",
+    "binance-spot": "binance-spot-testnet",
+    "binance-futures": "binance-futures-testnet",
+    "binance-margin": "binance-margin-testnet",
+    "binance-coin-futures": "binance-coin-futures-testnet",
+    "oanda": "oanda-practice",
+    "saxo": "saxo-sim",
+}
+# A word boundary inside a Rust variant name: "BinanceSpotLive" -> "Binance-Spot-Live".
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_MAX_BROKER_TEXT = 64
 
 
 def fold(value: object, known: frozenset[str] | tuple[str, ...]) -> str:
@@ -107,17 +126,24 @@ def fold(value: object, known: frozenset[str] | tuple[str, ...]) -> str:
     return value if isinstance(value, str) and value in known else OTHER
 
 
-def normalise_broker(value: object) -> str:
-    """Map a broker field to a platform id from the guide, NO_BROKER or OTHER.
+@functools.lru_cache(maxsize=256)
+def _platform_id(value: str) -> str:
+    candidate = _CAMEL_BOUNDARY.sub("-", value.strip()).lower().replace("_", "-").replace(" ", "-")
+    candidate = _ALIASES.get(candidate, candidate)
+    return candidate if candidate in _PLATFORM_SET else OTHER
 
-    Gateways are not consistent about case and separators ("Alpaca_Paper"), so
-    both are folded before the lookup.
+
+def normalise_broker(value: object) -> str:
+    """Map a broker field to a platform id, NO_BROKER or OTHER.
+
+    The gateway names a platform by its id (`saxo-sim`) in gateway-level frames and by its
+    Rust variant name (`SaxoSim`, `BinanceSpotLive`) in some provider-level ones; other
+    gateways vary case and separators (`Alpaca_Paper`). All of them are one platform.
     """
     if value is None or value == "":
         return NO_BROKER
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > _MAX_BROKER_TEXT:
         return OTHER
     if value in _PLATFORM_SET:
         return value
-    candidate = value.strip().lower().replace("_", "-").replace(" ", "-")
-    return candidate if candidate in _PLATFORM_SET else OTHER
+    return _platform_id(value)

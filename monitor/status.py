@@ -22,7 +22,8 @@ class Snapshot:
     since: float | None
     last_change_reason: str | None
     probes: dict[str, tuple[float, float]] = field(default_factory=dict)
-    brokers: dict[str, tuple[str, float]] = field(default_factory=dict)
+    brokers: dict[str, tuple[str, float, str]] = field(default_factory=dict)
+    """broker -> (state, since, what said so last: "frame" or "/health")."""
     stale: dict[str, dict[str, float]] = field(default_factory=dict)
     recent_critical: list[dict[str, Any]] = field(default_factory=list)
 
@@ -70,14 +71,15 @@ def _probes(snap: Snapshot) -> str:
 
 def _brokers(snap: Snapshot) -> str:
     if not snap.brokers:
-        return "<h2>Brokers</h2><p>No broker event seen yet.</p>"
+        return "<h2>Brokers</h2><p>No broker reported yet (no broker frame, no /health answer).</p>"
     kinds = {"up": "ok", "disconnected": "warn", "failed": "bad"}
     rows = "".join(
         f"<tr><td>{escape(broker)}</td><td>{_badge(state, kinds.get(state, 'warn'))}</td>"
-        f"<td>{_time(since)}</td></tr>"
-        for broker, (state, since) in sorted(snap.brokers.items())
+        f"<td>{_time(since)}</td><td>{escape(source)}</td></tr>"
+        for broker, (state, since, source) in sorted(snap.brokers.items())
     )
-    return f"<h2>Brokers</h2><table><tr><th>broker</th><th>state</th><th>since</th></tr>{rows}</table>"
+    return ("<h2>Brokers</h2><table><tr><th>broker</th><th>state</th><th>since</th>"
+            f"<th>last said by</th></tr>{rows}</table>")
 
 
 def _stale(snap: Snapshot) -> str:

@@ -6,6 +6,7 @@ import time
 
 import structlog
 
+from . import protocol
 from .decode import (
     MARKET_BY_FIRST_BYTE,
     MARKET_PREFIXES,
@@ -15,6 +16,7 @@ from .decode import (
     Event,
     InvalidFrame,
     PingEvent,
+    StalenessEvent,
     decode,
     leading_order_event,
     to_event,
@@ -26,6 +28,12 @@ from .metrics import StreamStats
 log = structlog.get_logger("monitor.stream")
 
 PREVIEW_BYTES = 120
+SHUTDOWN_PAUSE_SECONDS = 2.5
+"""A socket that ends this soon after a DISCONNECTING (no broker) ended in a gateway shutdown.
+
+The gateway waits 0.5 s between DISCONNECTING and its close frame, and in about a third of
+shutdowns the process exits first: the socket then ends without a close frame.
+"""
 
 
 class FrameProcessor:
@@ -37,8 +45,20 @@ class FrameProcessor:
         self._handler = handler
         self._max = max_frame_bytes
         self._log = log.bind()  # as in EventHandler: the module's lazy proxy costs ~1 µs a line
-        self.shutdown_announced = False
-        """Set when the gateway sent DISCONNECTING on the current connection."""
+        self._shutdown_announced_at: float | None = None
+
+    def connection_opened(self) -> None:
+        """Forget what the previous connection announced."""
+        self._shutdown_announced_at = None
+
+    def shutting_down(self) -> bool:
+        """True when the gateway announced its shutdown within the last SHUTDOWN_PAUSE_SECONDS.
+
+        DISCONNECTING without a broker is a shutdown only when nothing about a broker follows
+        it: the Saxo adapter sends one before every BROKER_DISCONNECTED, with the gateway up.
+        """
+        announced = self._shutdown_announced_at
+        return announced is not None and time.monotonic() - announced <= SHUTDOWN_PAUSE_SECONDS
 
     def texts(self, batch: list[bytes]) -> int:
         """Process text frames that arrived together; return how many asked for a JSON pong.
@@ -91,10 +111,17 @@ class FrameProcessor:
             return False
         if isinstance(event, PingEvent):
             return True
-        if isinstance(event, ConnectionEvent) and event.event == "DISCONNECTING":
-            self.shutdown_announced = True
+        if isinstance(event, ConnectionEvent | StalenessEvent):
+            self._note_shutdown_signal(event)
         self._handle(kind, event)
         return False
+
+    def _note_shutdown_signal(self, event: ConnectionEvent | StalenessEvent) -> None:
+        if event.broker == protocol.NO_BROKER:
+            if isinstance(event, ConnectionEvent) and event.event == "DISCONNECTING":
+                self._shutdown_announced_at = time.monotonic()
+        else:
+            self._shutdown_announced_at = None  # a broker frame: that DISCONNECTING was the broker's
 
     def _handle(self, kind: str, event: Event) -> None:
         try:

@@ -9,7 +9,8 @@ from structlog.testing import capture_logs
 from support import Scrape
 
 from monitor import protocol
-from monitor.events import SYMBOL_LABEL_MAX, EventHandler
+from monitor.events import EventHandler
+from monitor.gateway_state import SYMBOL_LABEL_MAX, GatewayState
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 
@@ -17,7 +18,8 @@ from monitor.stream import FrameProcessor
 class Rig:
     def __init__(self, max_symbols: int = 1000, max_frame_bytes: int = 1 << 20) -> None:
         self.metrics = Metrics(CollectorRegistry())
-        self.handler = EventHandler(self.metrics, max_symbols, clock=lambda: 1000.0)
+        self.state = GatewayState(self.metrics, max_symbols, 15.0, wall=lambda: 1000.0)
+        self.handler = EventHandler(self.metrics, self.state, clock=lambda: 1000.0)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, max_frame_bytes)
 
     def feed(self, frame: dict[str, object] | bytes) -> bool:

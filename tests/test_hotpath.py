@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from monitor import connection
 from monitor.decode import InvalidFrame, decode, market_data_type, trailing_market_data_type
 from monitor.events import EventHandler
+from monitor.gateway_state import GatewayState
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 
@@ -77,7 +78,8 @@ def test_trailing_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> 
 
 def processor(max_frame_bytes: int = 1 << 20) -> FrameProcessor:
     metrics = Metrics(CollectorRegistry())
-    return FrameProcessor(metrics.stream, EventHandler(metrics, 10), max_frame_bytes)
+    state = GatewayState(metrics, 10, grace_seconds=15.0)
+    return FrameProcessor(metrics.stream, EventHandler(metrics, state), max_frame_bytes)
 
 
 def expected_counts(frames: list[bytes]) -> dict[str, int]:

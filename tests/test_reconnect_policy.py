@@ -13,6 +13,7 @@ from support import FAST
 from monitor.backoff import Backoff
 from monitor.config import load
 from monitor.events import EventHandler
+from monitor.gateway_state import GatewayState
 from monitor.metrics import Metrics
 from monitor.observer import Observer
 from monitor.stream import FrameProcessor
@@ -47,7 +48,8 @@ def observer_for(url: str, session: aiohttp.ClientSession, fake: FakeTime, **set
     config = load({**FAST, "gateway_url": url, "reconnect_initial_seconds": 1.0,
                    "reconnect_max_seconds": 30.0, **settings}, environ={})
     metrics = Metrics(CollectorRegistry())
-    processor = FrameProcessor(metrics.stream, EventHandler(metrics, 10), config.max_frame_bytes)
+    state = GatewayState(metrics, 10, grace_seconds=15.0)
+    processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), config.max_frame_bytes)
     ceiling = Backoff(1.0, 2.0, 30.0, uniform=lambda _low, high: high)  # the top of each jitter range
     return Observer(config, session, metrics, processor, sleep=fake.sleep, clock=fake.clock, backoff=ceiling)
 

@@ -24,11 +24,11 @@ def test_every_gateway_value_is_escaped() -> None:
     html = render(Snapshot(
         gateway_url="http://gw", connected=False, unauthorized=False, since=None,
         last_change_reason="<script>alert(1)</script>",
-        brokers={"<b>x</b>": ("failed", 1.0)},
+        brokers={"<b>x</b>": ("failed", 1.0, "<i>frame</i>")},
         stale={"mock": {'"><img src=x onerror=alert(1)>': 1.0}},
         recent_critical=[{"event": "gateway.error.liquidation", "time": 1.0, "message": "<i>m</i>"}],
     ))
-    assert "<script>" not in html and "<img" not in html and "<b>x</b>" not in html
+    assert "<script>" not in html and "<img" not in html and "<b>x</b>" not in html and "<i>frame" not in html
     assert "&lt;script&gt;" in html and "&lt;i&gt;m&lt;/i&gt;" in html
 
 

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import logs
 from monitor.events import EventHandler
+from monitor.gateway_state import GatewayState
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 
@@ -41,7 +42,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "log").open("w") as stream:
         logs.configure(args.log_level, "json", stream=stream)
         metrics = Metrics(CollectorRegistry())
-        processor = FrameProcessor(metrics.stream, EventHandler(metrics, 10_100), 1 << 20)
+        state = GatewayState(metrics, 10_100, grace_seconds=15.0)
+        processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), 1 << 20)
         payloads = c.payloads
 
         def feed(frames: list[bytes]) -> float:

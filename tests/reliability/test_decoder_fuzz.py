@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from monitor import protocol
 from monitor.decode import ConnectionEvent, ErrorEvent, InvalidFrame, LifecycleEvent, decode, to_event
 from monitor.events import EventHandler
+from monitor.gateway_state import GatewayState
 from monitor.metrics import INVALID_REASONS, Metrics
 from monitor.stream import FrameProcessor
 
@@ -150,7 +151,8 @@ frames = st.one_of(
 def test_the_whole_frame_path_never_raises_and_the_exposition_stays_valid(batch: list[bytes]) -> None:
     TRIED["random frame batches through decode, events and metrics"] += 1
     metrics = Metrics(CollectorRegistry())
-    processor = FrameProcessor(metrics.stream, EventHandler(metrics, 5), max_frame_bytes=4096)
+    state = GatewayState(metrics, 5, grace_seconds=15.0)
+    processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), max_frame_bytes=4096)
     with capture_logs() as logs:
         for data in batch:
             processor.text(data)
