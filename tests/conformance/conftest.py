@@ -12,57 +12,68 @@ from pathlib import Path
 
 import pytest
 from gateway_support import (
-    FakeSaxo,
     RawClient,
     RealGateway,
-    TcpProxy,
     gateway_binary,
     mock_env,
-    require_fake_saxo,
 )
 
-# test_paging.py reuses the alerting tests' process helpers (tests/alerts is not a package).
+# The paging tests reuse the alerting tests' process helpers (tests/alerts is not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "alerts"))
 
 GATEWAY_BIN = gateway_binary()
-if GATEWAY_BIN is None or not GATEWAY_BIN.exists():
-    pytest.skip(
-        "real-gateway conformance suite skipped: no gateway binary; set TEKTII_GATEWAY_BIN to a "
-        "Tektii gateway build (default ../shared/real-gateway/tektii-gateway)",
-        allow_module_level=True,
-    )
+HERE = Path(__file__).resolve().parent
+
+
+def missing_gateway() -> str | None:
+    """Why the suite cannot run (no gateway binary), or None."""
+    if GATEWAY_BIN is not None and GATEWAY_BIN.exists():
+        return None
+    where = f"no gateway binary at {GATEWAY_BIN}" if GATEWAY_BIN else "no gateway binary"
+    return (f"real-gateway conformance suite skipped: {where}; set TEKTII_GATEWAY_BIN to a Tektii "
+            "gateway build (default ../shared/real-gateway/tektii-gateway)")
+
+
+class NoGateway(pytest.File):
+    """Stands for the whole directory when there is no gateway: one skipped collector, one line."""
+
+    def collect(self) -> list[pytest.Item]:
+        pytest.skip(missing_gateway() or "")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without a gateway, collect no test module here (NoGateway reports the skip once)."""
+    if missing_gateway() and collection_path.parent == HERE and collection_path.name.startswith("test_"):
+        return True
+    return None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Without a gateway, this conftest.py becomes the one skipped collector of the directory."""
+    if missing_gateway() and file_path == HERE / "conftest.py":
+        return NoGateway.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_gateway_present() -> None:
+    """For a test module named on the command line (never ignored): skip its tests without a
+    gateway, before any module fixture starts one."""
+    reason = missing_gateway()
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RealGateway]]]:
-    """Factory of started real gateways (env -> gateway), all stopped at teardown."""
-    started: list[RealGateway] = []
+async def mock_gateway(tmp_path: Path) -> AsyncIterator[RealGateway]:
+    """A started mock-mode gateway, stopped (SIGTERM) at teardown."""
     assert GATEWAY_BIN is not None
-
-    async def make(env: dict[str, str] | None = None) -> RealGateway:
-        gw = RealGateway(GATEWAY_BIN, tmp_path / f"gateway-{len(started)}", env or mock_env())
-        started.append(gw)
+    gw = RealGateway(GATEWAY_BIN, tmp_path / "gateway", mock_env())
+    try:
         await gw.start()
-        return gw
-
-    yield make
-    for gw in started:
+        yield gw
+    finally:
         await gw.stop()
-
-
-@pytest.fixture
-async def mock_gateway(gateway: Callable[..., Awaitable[RealGateway]]) -> RealGateway:
-    """A started mock-mode gateway."""
-    return await gateway(mock_env())
-
-
-@pytest.fixture
-async def fake_saxo(tmp_path: Path) -> AsyncIterator[FakeSaxo]:
-    """A started fake Saxo broker."""
-    fake = FakeSaxo(require_fake_saxo(), tmp_path / "fake-saxo")
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
@@ -80,18 +91,3 @@ async def raw_client() -> AsyncIterator[Callable[[str], Awaitable[RawClient]]]:
     for client in clients:
         await client.close()
 
-
-@pytest.fixture
-async def tcp_proxy() -> AsyncIterator[Callable[[int], Awaitable[TcpProxy]]]:
-    """Factory of started TCP proxies to a 127.0.0.1 port, all stopped at teardown."""
-    proxies: list[TcpProxy] = []
-
-    async def make(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
-        await proxy.start()
-        proxies.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in proxies:
-        await proxy.stop()

@@ -78,7 +78,7 @@ def require_fake_saxo() -> Path:
     """The fake Saxo script, or skip the calling module with one clear line."""
     script = fake_saxo_script()
     if script is None or not script.exists():
-        pytest.skip(SAXO_SKIP_REASON, allow_module_level=True)
+        pytest.skip(SAXO_SKIP_REASON + (f" (not found: {script})" if script else ""), allow_module_level=True)
     return script
 
 
