@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint tools bench reliability soak
+.PHONY: demo test lint tools bench bench-tls reliability soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ soak: $(BIN)/.installed
 ## The performance benchmark: one table (tests/bench/RESULTS.md has a full run). QUICK=1 for a smoke run.
 bench: $(BIN)/.installed
 	$(BIN)/python tests/bench/run.py $(if $(QUICK),--quick,)
+
+## What TLS and basic auth (web config file) cost a /metrics scrape: p50/p99 per mode.
+bench-tls: $(BIN)/.installed
+	$(BIN)/python tests/bench/scrape_tls.py

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .config import Config, plain_ws_to_remote
+from .config import Config, basic_auth_over_http, plain_ws_to_remote
 from .events import EventHandler
 from .gateway_state import GatewayState
 from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
@@ -22,6 +22,8 @@ from .probe import Prober
 from .server import READY, build_app
 from .status import Snapshot
 from .stream import FrameProcessor
+from .webauth import middlewares
+from .webtls import ReloadingTLS
 
 log = structlog.get_logger("monitor")
 
@@ -35,7 +37,9 @@ class Monitor:
         self.state = GatewayState(self.metrics, config.max_symbol_series, config.reconcile_grace_seconds)
         self.handler = EventHandler(self.metrics, self.state)
         self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
-        self.app = build_app(self.metrics, self.snapshot)
+        web_config = config.web_config
+        self.tls = ReloadingTLS(web_config.tls) if web_config and web_config.tls else None
+        self.app = build_app(self.metrics, self.snapshot, middlewares(web_config))
         self.app.cleanup_ctx.append(self._background)
         self._runner: web.AppRunner | None = None
         self.observer: Observer | None = None
@@ -47,15 +51,20 @@ class Monitor:
         if plain_ws_to_remote(self.config):
             log.warning("monitor.config.insecure_transport", gateway_url=self.config.gateway_url,
                         hint="the API key travels unencrypted; use https:// for a remote gateway")
+        if basic_auth_over_http(self.config):
+            log.warning("monitor.config.insecure_basic_auth", listen=self.config.listen,
+                        hint="scrape passwords travel unencrypted; add tls_server_config to the web config")
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.config.listen_host or None
-        site = web.TCPSite(self._runner, host, self.config.listen_port)
+        site = web.TCPSite(self._runner, host, self.config.listen_port,
+                           ssl_context=self.tls.context if self.tls else None)
         await site.start()
         self.port = self._runner.addresses[0][1]
         self.app[READY]["ready"] = True
         log.info("monitor.started", version=__version__, listen=f"{host or '*'}:{self.port}",
-                 gateway_url=self.config.gateway_url)
+                 gateway_url=self.config.gateway_url, scheme="https" if self.tls else "http",
+                 basic_auth=bool(self.config.web_config and self.config.web_config.users))
 
     async def stop(self, reason: str = "stopped") -> None:
         """Close the socket to the gateway (code 1000) and the HTTP server."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import __version__, logs
-from .config import SETTINGS, Config, ConfigError, load
+from .config import FLAG_ALIASES, SETTINGS, Config, ConfigError, load
 
 EXIT_BAD_CONFIG = 2
 
@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
                        help="YAML file of settings (env MONITOR_CONFIG)")
     for s in SETTINGS:
-        group.add_argument("--" + s.name.replace("_", "-"), dest=s.name, default=argparse.SUPPRESS,
+        group.add_argument("--" + s.name.replace("_", "-"), *FLAG_ALIASES.get(s.name, ()), dest=s.name,
+                           default=argparse.SUPPRESS,
                            metavar=s.kind.__name__.upper(),
                            help=f"{s.help} (env {s.env}, default {s.default})")
     parser = argparse.ArgumentParser(

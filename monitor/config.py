@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import webconfig
+from .webconfig import WebConfig
+
 
 class ConfigError(Exception):
     """Every problem found in the configuration, one operator-readable line each."""
@@ -75,7 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wait_for_client", "MONITOR_WAIT_FOR_CLIENT", bool, False,
             "Defer the WebSocket connection until the gateway's /metrics reports "
             "gateway_ws_connections_active >= 1, so the monitor never starts a backtest"),
+    Setting("web_config_file", "MONITOR_WEB_CONFIG_FILE", str, None,
+            "Web config file in the exporter-toolkit format (node_exporter's --web.config.file): "
+            "TLS, basic auth and headers for the monitor's endpoints"),
 )
+# Extra spellings of a flag: node_exporter users copy --web.config.file as they know it.
+FLAG_ALIASES = {"web_config_file": ("--web.config.file",)}
 _BY_NAME = {s.name: s for s in SETTINGS}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
@@ -105,7 +113,9 @@ class Config:
     reconcile_grace_seconds: float
     max_symbol_series: int
     wait_for_client: bool
+    web_config_file: str | None
     api_key: str | None = None
+    web_config: WebConfig | None = None
 
     def __repr__(self) -> str:
         # The key must never reach a log line or a traceback through repr().
@@ -166,9 +176,10 @@ def load(
               for s in SETTINGS}
     api_key = environ.get("GATEWAY_API_KEY") or None
     _check(values, api_key, problems)
+    web = webconfig.load(values["web_config_file"], problems) if values["web_config_file"] else None
     if problems:
         raise ConfigError(problems)
-    return Config(**values, api_key=api_key)
+    return Config(**values, api_key=api_key, web_config=web)
 
 
 def _read_yaml(path: str, problems: list[str]) -> dict[str, Any]:
@@ -259,10 +270,21 @@ def plain_ws_to_remote(config: Config) -> bool:
     url = urlsplit(config.gateway_url)
     if url.scheme != "http" or not config.has_key:
         return False
-    host = url.hostname or ""
-    if host == "localhost":
+    return not _loopback(url.hostname or "")
+
+
+def basic_auth_over_http(config: Config) -> bool:
+    """True when scrape passwords would cross the network unencrypted (basic auth, no TLS)."""
+    web = config.web_config
+    if web is None or not web.users or web.tls is not None:
         return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    return not _loopback(config.listen_host)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
         return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name (it may resolve anywhere), or "" (every interface)

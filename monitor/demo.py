@@ -11,7 +11,7 @@ from .app import Monitor
 from .cli import StopRequest
 from .config import load
 from .simulator import Simulator
-from .simulator.scenarios import SCENARIOS, run_cycle, run_market_data
+from .simulator.scenarios import run_market_data, run_rounds
 
 MARKET_DATA_RATE = 50.0
 
@@ -40,7 +40,7 @@ async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopReq
         await asyncio.sleep(0.05)
     tasks = [
         asyncio.create_task(run_market_data(sim, MARKET_DATA_RATE, stop.event)),
-        asyncio.create_task(_cycle(sim, pause, stop.event)),
+        asyncio.create_task(run_rounds(sim, pause, stop.event)),
     ]
     reason = await stop.wait()
     for task in tasks:
@@ -49,14 +49,3 @@ async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopReq
             await task
     await monitor.stop(f"received {reason}")
     await sim.stop()
-
-
-async def _cycle(sim: Simulator, pause: float, stop: asyncio.Event) -> None:
-    """Every scenario in turn, with a graceful gateway restart every third round."""
-    rounds = 0
-    while not stop.is_set():
-        await run_cycle(sim, pause)
-        rounds += 1
-        if rounds % 3 == 0:
-            await SCENARIOS["graceful_shutdown"](sim, pause)
-        await asyncio.sleep(pause)

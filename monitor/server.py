@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 
 from .metrics import Metrics
 from .status import Snapshot, render
@@ -14,9 +15,10 @@ SNAPSHOT: web.AppKey[Callable[[], Snapshot]] = web.AppKey("snapshot")
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def build_app(metrics: Metrics, snapshot: Callable[[], Snapshot]) -> web.Application:
-    """An application serving only the documented endpoints."""
-    app = web.Application()
+def build_app(metrics: Metrics, snapshot: Callable[[], Snapshot],
+              middlewares: Iterable[Middleware] = ()) -> web.Application:
+    """An application serving only the documented endpoints (guarded by the web config's middlewares)."""
+    app = web.Application(middlewares=list(middlewares))
     app[READY] = {"ready": False}
     app[SNAPSHOT] = snapshot
     app[METRICS] = metrics

@@ -240,3 +240,33 @@ def test_huge_numbers_are_handled() -> None:
     _check_decoder(b'{"type":"connection","event":"BROKER_RECONNECTED","gap_duration_ms":1e308}')
     _check_decoder(b'{"type":"rate_limit","event":"RATE_LIMIT_HIT","requests_remaining":' +
                    b"9" * 400 + b"}")
+
+
+# Every spelling of a platform the gateway v0.2.0 sends: its ids (header_value), the Rust
+# variant names some provider-level frames use (format!("{platform:?}")), and the short
+# names its own parser accepts. Written out from crates/core/src/models/platform.rs.
+GATEWAY_SPELLINGS = [
+    ("AlpacaLive", "alpaca-live"), ("AlpacaPaper", "alpaca-paper"),
+    ("BinanceSpotLive", "binance-spot-live"), ("BinanceSpotTestnet", "binance-spot-testnet"),
+    ("BinanceFuturesLive", "binance-futures-live"), ("BinanceFuturesTestnet", "binance-futures-testnet"),
+    ("BinanceMarginLive", "binance-margin-live"), ("BinanceMarginTestnet", "binance-margin-testnet"),
+    ("BinanceCoinFuturesLive", "binance-coin-futures-live"),
+    ("BinanceCoinFuturesTestnet", "binance-coin-futures-testnet"),
+    ("OandaPractice", "oanda-practice"), ("OandaLive", "oanda-live"),
+    ("SaxoSim", "saxo-sim"), ("SaxoLive", "saxo-live"), ("Tektii", "tektii"), ("Mock", "mock"),
+    ("tektii", "tektii"), ("saxo-sim", "saxo-sim"),
+    ("binance_coin_futures_live", "binance-coin-futures-live"),
+    ("SAXO_SIM", "saxo-sim"), ("alpaca", "alpaca-paper"), ("saxo", "saxo-sim"), ("oanda", "oanda-practice"),
+    ("binance-spot", "binance-spot-testnet"),
+]
+
+
+@pytest.mark.parametrize(("spelling", "platform"), GATEWAY_SPELLINGS)
+def test_every_broker_spelling_of_the_gateway_is_its_platform_id(spelling: str, platform: str) -> None:
+    assert protocol.normalise_broker(spelling) == platform
+    event = event_of({"type": "connection", "event": "BROKER_DISCONNECTED", "broker": spelling})
+    assert event.broker == platform
+
+
+def test_a_broker_field_too_long_to_be_a_platform_is_other() -> None:
+    assert protocol.normalise_broker("Saxo" * 40) == protocol.OTHER

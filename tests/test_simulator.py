@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.protocol import CRITICAL_ERROR_CODES, ERROR_CODES
 from monitor.simulator import SCENARIOS, Simulator, run_cycle, run_market_data, serve
 from monitor.simulator import frames as build
+from monitor.simulator.scenarios import CYCLE, DOCUMENTED_ONLY, RESTARTS
 from monitor.soak import free_port
 
 KEY = "simulator-test-key-" + "k" * 30
@@ -117,18 +118,19 @@ def kind(frame: dict[str, Any]) -> tuple[str, str]:
 NON_CRITICAL = [("error", c) for c in ERROR_CODES if c not in CRITICAL_ERROR_CODES]
 EXPECTED: dict[str, tuple[list[tuple[str, str]], dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {
     "broker_outage": (
-        [("connection", "BROKER_DISCONNECTED"), ("data_staleness", "STALE"),
+        [("connection", "DISCONNECTING"), ("connection", "BROKER_DISCONNECTED"), ("data_staleness", "STALE"),
          ("connection", "BROKER_RECONNECTED"), ("data_staleness", "FRESH")],
         {("gateway_broker_disconnections_total", ()): 1,
          ("gateway_broker_reconnect_attempts_total", ()): 1,
          ("gateway_broker_reconnections_total", ()): 1},
     ),
     "broker_give_up": (
-        [("connection", "BROKER_DISCONNECTED"), ("connection", "BROKER_CONNECTION_FAILED"),
-         ("connection", "CONNECTED")],
+        [("connection", "DISCONNECTING"), ("connection", "BROKER_DISCONNECTED"), ("data_staleness", "STALE"),
+         ("connection", "BROKER_CONNECTION_FAILED")],
         {("gateway_broker_disconnections_total", ()): 1,
          ("gateway_broker_reconnect_failures_total", ()): 1},
     ),
+    "documented_recovery": ([("connection", "CONNECTED"), ("data_staleness", "FRESH")], {}),
     "rate_limit": (
         [("rate_limit", "RATE_LIMIT_WARNING"), ("rate_limit", "RATE_LIMIT_HIT")],
         {("gateway_rate_limit_events_total", (("event_type", "RATE_LIMIT_WARNING"),)): 1,
@@ -138,6 +140,10 @@ EXPECTED: dict[str, tuple[list[tuple[str, str]], dict[tuple[str, tuple[tuple[str
     "position_unprotected": ([("error", "POSITION_UNPROTECTED")], {}),
     "liquidation": ([("error", "LIQUIDATION"), ("position", "POSITION_CLOSED")], {}),
     "oco_double_exit": (
+        [], {("gateway_oco_double_exit_total", ()): 1,
+             ("gateway_critical_notifications_dropped_total", ()): 1}
+    ),
+    "oco_double_exit_frame": (
         [("error", "OCO_DOUBLE_EXIT")], {("gateway_oco_double_exit_total", ()): 1}
     ),
     "margin_call": ([("account", "MARGIN_WARNING"), ("account", "MARGIN_CALL")], {}),
@@ -151,8 +157,8 @@ EXPECTED: dict[str, tuple[list[tuple[str, str]], dict[tuple[str, tuple[tuple[str
 }
 
 
-def test_every_scenario_but_the_restart_has_an_expectation() -> None:
-    assert set(SCENARIOS) == {*EXPECTED, "graceful_shutdown"}
+def test_every_scenario_but_the_restarts_has_an_expectation() -> None:
+    assert set(SCENARIOS) == {*EXPECTED, *RESTARTS}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -170,7 +176,7 @@ async def test_scenario_frames_and_gateway_metrics(name: str, simulator: Make, s
     for (metric, labels), value in metrics.items():
         assert sim.metrics.value(metric, {**P, **dict(labels)}) == value, metric
     # A critical notification that reached a client is not counted as dropped.
-    if name != "unprotected_fill":
+    if ("gateway_critical_notifications_dropped_total", ()) not in metrics:
         assert sim.metrics.value("gateway_critical_notifications_dropped_total", P) is None
 
 
@@ -178,8 +184,9 @@ async def test_broker_outage_fields_and_health(simulator: Make, session) -> None
     sim = await simulator()
     ws = await connect(session, sim)
     task = asyncio.create_task(SCENARIOS["broker_outage"](sim, 0.1))
-    lost, stale = await read(ws, 2)
-    assert lost["broker"] == "alpaca-paper" and lost["error"]
+    announced, lost, stale = await read(ws, 3)
+    assert "broker" not in announced  # the broker adapter's DISCONNECTING, as v0.2.0's Saxo adapter
+    assert lost["broker"] == "AlpacaPaper" and lost["error"]  # a provider-level frame: variant name
     assert stale["symbols"] == ["AAPL", "MSFT"] and ISO_MS.match(stale["stale_since"])
     _, health = await get_json(session, sim.url + "/health")
     assert health["status"] == "degraded"
@@ -194,19 +201,23 @@ async def test_broker_outage_fields_and_health(simulator: Make, session) -> None
     assert health["status"] == "connected"
 
 
-async def test_broker_give_up_degrades_health_until_restored(simulator: Make, session) -> None:
+async def test_a_give_up_degrades_health_until_the_gateway_restarts(simulator: Make, session) -> None:
     sim = await simulator()
     ws = await connect(session, sim)
-    task = asyncio.create_task(SCENARIOS["broker_give_up"](sim, 0.15))
-    _, failed = await read(ws, 2)
+    await SCENARIOS["broker_give_up"](sim, 0.05)
+    *_, failed = await read(ws, 4)
     assert failed["event"] == "BROKER_CONNECTION_FAILED" and failed["broker"] == "alpaca-paper"
+    await asyncio.sleep(0.3)
     status, health = await get_json(session, sim.url + "/health")
-    assert (status, health["status"], health["providers"][0]["connected"]) == (200, "degraded", False)
-    (restored,) = await read(ws, 1)
-    assert (restored["event"], restored["broker"]) == ("CONNECTED", "alpaca-paper")
-    await task
+    assert (status, health["status"]) == (200, "degraded")
+    assert health["providers"] == [
+        {"platform": "alpaca-paper", "connected": False, "stale_instruments": ["AAPL", "MSFT"]}]
+    await sim.graceful_shutdown(down_seconds=0.1)
     _, health = await get_json(session, sim.url + "/health")
     assert health["status"] == "connected"
+    assert sim.metrics.value("gateway_broker_reconnect_failures_total", P) is None  # a new process
+    fresh = await connect(session, sim)
+    await assert_silent(fresh)  # the replacement says nothing about the failure it replaced
 
 
 async def test_critical_notification_without_clients_is_counted_as_dropped(simulator: Make) -> None:
@@ -224,7 +235,21 @@ async def test_upgrade_is_the_whole_handshake(simulator: Make, session) -> None:
     assert kind((await read(ws, 1))[0]) == ("ping", "")
 
 
-async def test_optional_connected_frame_and_staleness_snapshot(simulator: Make, session) -> None:
+async def test_only_a_staleness_snapshot_greets_a_client_while_something_is_stale(
+    simulator: Make, session
+) -> None:
+    sim = await simulator()
+    sim.set_broker("alpaca-paper", stale_instruments=["AAPL", "MSFT"])
+    sim.set_broker("oanda-practice", stale_instruments=["EUR/USD"])
+    ws = await connect(session, sim)
+    snapshots = await read(ws, 2)
+    assert [(f["broker"], f["symbols"]) for f in snapshots] == [
+        ("alpaca-paper", ["AAPL", "MSFT"]), ("oanda-practice", ["EUR/USD"])]
+    assert all(kind(f) == ("data_staleness", "STALE") and f["stale_since"] for f in snapshots)
+    await assert_silent(ws)
+
+
+async def test_documented_connected_frame_and_staleness_snapshot(simulator: Make, session) -> None:
     sim = await simulator(send_connected=True)
     sim.set_broker("alpaca-paper", stale_instruments=["AAPL"])
     ws = await connect(session, sim)
@@ -419,6 +444,17 @@ async def test_graceful_shutdown_sequence(simulator: Make, session) -> None:
     assert sim.client_count == 1
 
 
+async def test_shutdown_without_close_frame(simulator: Make, session) -> None:
+    sim = await simulator()
+    ws = await connect(session, sim)
+    task = asyncio.create_task(sim.graceful_shutdown(down_seconds=0.2, close_frame=False))
+    assert kind((await read(ws, 1))[0]) == ("connection", "DISCONNECTING")
+    msg = await ws.receive(timeout=2)
+    assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)  # never a CLOSE frame
+    await task
+    await connect(session, sim)
+
+
 async def test_go_down_drops_sockets_without_close_frame_and_come_up_reuses_port(
     simulator: Make, session
 ) -> None:
@@ -467,14 +503,18 @@ async def test_market_data_sustains_a_high_rate(simulator: Make, session) -> Non
     assert all(isinstance(f["quote"]["bid"], str) for f in frames if f["type"] == "quote")
 
 
-async def test_cycle_runs_every_scenario_except_the_restart(simulator: Make, session) -> None:
+async def test_cycle_runs_what_the_real_gateway_does_and_ends_with_the_give_up(
+    simulator: Make, session
+) -> None:
     sim = await simulator()
     ws = await connect(session, sim)
     await run_cycle(sim, 0.001)
-    expected = [k for name, (seq, _) in EXPECTED.items() for k in seq]
+    assert set(CYCLE) == set(EXPECTED) - DOCUMENTED_ONLY
+    expected = [k for name in CYCLE for k in EXPECTED[name][0]]
     received = await read(ws, len(expected))
-    assert sorted(kind(f) for f in received) == sorted(expected)
-    assert ("connection", "DISCONNECTING") not in {kind(f) for f in received}
+    assert [kind(f) for f in received] == expected
+    assert CYCLE[-1] == "broker_give_up"
+    await assert_silent(ws)
 
 
 async def test_control_api_drives_the_simulator(simulator: Make, session) -> None:

@@ -11,15 +11,10 @@ import structlog
 from monitor import logs, redaction
 from monitor.cli import StopRequest
 from monitor.simulator.market_data import run_market_data
-from monitor.simulator.scenarios import run_cycle
+from monitor.simulator.scenarios import run_rounds
 from monitor.simulator.server import Simulator
 
 log = structlog.get_logger("simulator")
-
-
-async def _cycle_forever(sim: Simulator, pause: float, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        await run_cycle(sim, pause)
 
 
 async def serve(
@@ -45,7 +40,7 @@ async def serve(
     )
     tasks = [asyncio.create_task(run_market_data(sim, market_data_rate, stop))]
     if cycle:
-        tasks.append(asyncio.create_task(_cycle_forever(sim, pause, stop)))
+        tasks.append(asyncio.create_task(run_rounds(sim, pause, stop)))
     try:
         await stop.wait()
     finally:

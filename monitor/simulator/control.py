@@ -9,13 +9,11 @@ import orjson
 from aiohttp import web
 
 from monitor.simulator.http_api import json_response
-from monitor.simulator.scenarios import SCENARIOS, run_scenario
+from monitor.simulator.scenarios import RESTARTS, SCENARIOS, run_scenario
 
 if TYPE_CHECKING:
     from monitor.simulator.server import Simulator
 
-# These take the listener down, which would cut the control request's own connection.
-_DISRUPTIVE = frozenset({"graceful_shutdown"})
 
 
 def _flag(request: web.Request, name: str, default: str = "1") -> bool:
@@ -47,7 +45,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         if name not in SCENARIOS:
             return json_response({"error": f"unknown scenario {name}"}, status=404)
         pause = _number(request, "pause", sim.scenario_pause)
-        if name in _DISRUPTIVE:
+        if name in RESTARTS:  # takes the listener down, and this request's connection with it
             sim.background(run_scenario(sim, name, pause))
             return json_response({"started": name}, status=202)
         await run_scenario(sim, name, pause)
@@ -82,8 +80,9 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
 
     async def shutdown(request: web.Request) -> web.Response:
         down = _number(request, "down_seconds", 2.0)
-        sim.background(sim.graceful_shutdown(down))
-        return json_response({"down_seconds": down}, status=202)
+        close_frame = _flag(request, "close_frame")
+        sim.background(sim.graceful_shutdown(down, close_frame=close_frame))
+        return json_response({"down_seconds": down, "close_frame": close_frame}, status=202)
 
     async def outage(request: web.Request) -> web.Response:
         down = _number(request, "down_seconds", 2.0)

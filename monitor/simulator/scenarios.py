@@ -25,7 +25,7 @@ from monitor.simulator.business import (
 )
 from monitor.simulator.market_data import run_market_data
 
-__all__ = ["CYCLE", "SCENARIOS", "run_cycle", "run_market_data", "run_scenario"]
+__all__ = ["CYCLE", "SCENARIOS", "run_cycle", "run_market_data", "run_rounds", "run_scenario"]
 
 if TYPE_CHECKING:
     from monitor.simulator.server import Simulator
@@ -43,21 +43,31 @@ async def _critical(sim: Simulator, frame: frames.Frame) -> None:
         sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
 
 
-def _broker_lost(sim: Simulator, error: str) -> frames.Frame:
-    sim.set_broker(BROKER, connected=False)
+# How the gateway's provider-level frames name a platform (its Rust variant name, as the
+# Binance adapter does), beside the platform id of gateway-level frames.
+VARIANT_NAME = "AlpacaPaper"
+
+
+async def _broker_lost(sim: Simulator, error: str) -> None:
+    """The broker stream closes: what the real gateway (v0.2.0, Saxo adapter) then sends.
+
+    DISCONNECTING without a broker first (the adapter's, not a shutdown), then
+    BROKER_DISCONNECTED naming the broker by its variant name, then STALE for its symbols.
+    """
+    sim.set_broker(BROKER, connected=False, stale_instruments=STALE_SYMBOLS)
     sim.inc_metric("gateway_broker_disconnections_total", PLATFORM)
-    return frames.connection("BROKER_DISCONNECTED", broker=BROKER, error=error)
+    await sim.broadcast(frames.connection("DISCONNECTING"))
+    await sim.broadcast(frames.connection("BROKER_DISCONNECTED", broker=VARIANT_NAME, error=error))
+    stale_since = sim.providers[BROKER].stale_since
+    await sim.broadcast(
+        frames.data_staleness("STALE", STALE_SYMBOLS, stale_since=stale_since, broker=BROKER)
+    )
 
 
 async def broker_outage(sim: Simulator, pause: float) -> None:
     """Broker link drops, quotes go stale, the gateway reconnects and data is fresh again."""
     started = time.monotonic()
-    await sim.broadcast(_broker_lost(sim, "websocket closed by peer: 1006 abnormal closure"))
-    sim.set_broker(BROKER, stale_instruments=STALE_SYMBOLS)
-    stale_since = sim.providers[BROKER].stale_since
-    await sim.broadcast(
-        frames.data_staleness("STALE", STALE_SYMBOLS, stale_since=stale_since, broker=BROKER)
-    )
+    await _broker_lost(sim, "websocket closed by peer: 1006 abnormal closure")
     await asyncio.sleep(pause)
     sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
     await asyncio.sleep(pause)
@@ -73,8 +83,12 @@ async def broker_outage(sim: Simulator, pause: float) -> None:
 
 
 async def broker_give_up(sim: Simulator, pause: float) -> None:
-    """Broker link drops and the gateway gives up; later an operator restores it."""
-    await sim.broadcast(_broker_lost(sim, "connection reset by peer (os error 104)"))
+    """Broker link drops and the gateway gives up for good: only a restart clears it.
+
+    /health stays degraded (provider not connected, its symbols stale) until the gateway
+    restarts (the graceful_shutdown scenarios); no frame ever says the broker is back.
+    """
+    await _broker_lost(sim, "connection reset by peer (os error 104)")
     await asyncio.sleep(pause)
     sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
     sim.inc_metric("gateway_broker_reconnect_failures_total", PLATFORM)
@@ -85,9 +99,18 @@ async def broker_give_up(sim: Simulator, pause: float) -> None:
             error="max reconnect attempts (10) exceeded: HTTP 401 from broker auth",
         )
     )
-    await asyncio.sleep(pause)
-    sim.set_broker(BROKER, connected=True)
+
+
+async def documented_recovery(sim: Simulator, pause: float) -> None:
+    """The documented protocol, not what v0.2.0 does: CONNECTED naming a broker that gave up.
+
+    The guide's CONNECTED means "successfully connected to provider"; a gateway that recovers
+    a failed broker session this way clears the failure. v0.2.0 never sends it to clients.
+    """
+    sim.set_broker(BROKER, connected=True, stale_instruments=[])
     await sim.broadcast(frames.connection("CONNECTED", broker=BROKER))
+    await asyncio.sleep(pause)
+    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=BROKER))
 
 
 async def rate_limit(sim: Simulator, pause: float) -> None:
@@ -126,7 +149,18 @@ async def liquidation(sim: Simulator, pause: float) -> None:
 
 
 async def oco_double_exit(sim: Simulator, pause: float) -> None:
-    """Both legs of an OCO group fill before the second cancel reaches the broker."""
+    """Both legs of an OCO group fill before the second cancel reaches the broker.
+
+    As in v0.2.0: the order router's notification goes to a channel no client reads, so
+    no error frame arrives; only the gateway's counters say it happened.
+    """
+    sim.inc_metric("gateway_oco_double_exit_total", PLATFORM)
+    sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
+    await asyncio.sleep(pause)
+
+
+async def oco_double_exit_frame(sim: Simulator, pause: float) -> None:
+    """The documented protocol, not what v0.2.0 does: the OCO_DOUBLE_EXIT error frame."""
     sim.inc_metric("gateway_oco_double_exit_total", PLATFORM)
     message, details = error_example("OCO_DOUBLE_EXIT")
     await _critical(sim, frames.error("OCO_DOUBLE_EXIT", message, details=details))
@@ -170,24 +204,36 @@ async def orders(sim: Simulator, pause: float) -> None:
 
 
 async def graceful_shutdown(sim: Simulator, pause: float) -> None:
-    """The gateway is restarted: DISCONNECTING, close 1001, refused for 2 x pause, back."""
+    """The gateway is restarted: DISCONNECTING, close 1001, refused for 2 x pause, a new process."""
     await sim.graceful_shutdown(down_seconds=2 * pause)
+
+
+async def shutdown_without_close_frame(sim: Simulator, pause: float) -> None:
+    """A restart whose process exits before its close frame (about 1 in 3 real shutdowns)."""
+    await sim.graceful_shutdown(down_seconds=2 * pause, close_frame=False)
 
 
 SCENARIOS: dict[str, Scenario] = {
     "broker_outage": broker_outage,
-    "broker_give_up": broker_give_up,
     "rate_limit": rate_limit,
     "error_codes": error_codes,
     "position_unprotected": position_unprotected,
     "liquidation": liquidation,
     "oco_double_exit": oco_double_exit,
+    "oco_double_exit_frame": oco_double_exit_frame,
     "margin_call": margin_call,
     "unprotected_fill": unprotected_fill,
     "orders": orders,
+    "broker_give_up": broker_give_up,
+    "documented_recovery": documented_recovery,
     "graceful_shutdown": graceful_shutdown,
+    "shutdown_without_close_frame": shutdown_without_close_frame,
 }
-CYCLE: tuple[str, ...] = tuple(name for name in SCENARIOS if name != "graceful_shutdown")
+RESTARTS: frozenset[str] = frozenset({"graceful_shutdown", "shutdown_without_close_frame"})
+"""Scenarios that restart the gateway (the only cure of a give-up): run on their own."""
+DOCUMENTED_ONLY: frozenset[str] = frozenset({"documented_recovery", "oco_double_exit_frame"})
+"""What the guide documents and the real gateway (v0.2.0) does not do."""
+CYCLE: tuple[str, ...] = tuple(name for name in SCENARIOS if name not in RESTARTS | DOCUMENTED_ONLY)
 
 
 async def run_scenario(sim: Simulator, name: str, pause: float) -> None:
@@ -198,7 +244,19 @@ async def run_scenario(sim: Simulator, name: str, pause: float) -> None:
 
 
 async def run_cycle(sim: Simulator, pause: float) -> None:
-    """Run every scenario except graceful_shutdown once, in a fixed order."""
+    """Run the CYCLE once, in a fixed order; it ends with a give-up, which stays until a restart."""
     for name in CYCLE:
         await run_scenario(sim, name, pause)
+        await asyncio.sleep(pause)
+
+
+async def run_rounds(sim: Simulator, pause: float, stop: asyncio.Event) -> None:
+    """Cycle until `stop`; after each cycle the operator restarts the gateway to clear the
+    give-up, every other time losing the close frame as real shutdowns do."""
+    rounds = 0
+    while not stop.is_set():
+        await run_cycle(sim, pause)
+        rounds += 1
+        restart = "graceful_shutdown" if rounds % 2 else "shutdown_without_close_frame"
+        await run_scenario(sim, restart, pause)
         await asyncio.sleep(pause)

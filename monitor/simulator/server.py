@@ -46,6 +46,10 @@ class Simulator:
         version: str = "0.2.3-sim",
         send_connected: bool = False,
     ) -> None:
+        """`send_connected`: greet every client with CONNECTED, as the guide documents it.
+
+        Off by default, like the real gateway (v0.2.0 sends no frame on connect).
+        """
         self.api_key = api_key
         self.queue_size = queue_size
         self.backtest = backtest
@@ -150,16 +154,27 @@ class Simulator:
         self._port = self._listener.sockets[0].getsockname()[1]
         log.info("simulator.up", port=self._port)
 
-    async def graceful_shutdown(self, down_seconds: float, *, drain_seconds: float = 0.2) -> None:
-        """DISCONNECTING, readyz 503, close 1001, refuse connections, then come back."""
+    async def graceful_shutdown(
+        self, down_seconds: float, *, drain_seconds: float = 0.5, close_frame: bool = True
+    ) -> None:
+        """A restart as the real gateway does it, then a new, healthy process on the same port.
+
+        DISCONNECTING (no broker), readyz 503, after `drain_seconds` close 1001 (or, as in
+        about a third of real shutdowns, no close frame: the process exits first), refused
+        for `down_seconds`. The replacement starts with fresh state and says nothing about
+        the one it replaced: a give-up is gone, counters start again, no frame on connect.
+        """
         self.shutting_down = True
         try:
             await self.broadcast(frames.connection("DISCONNECTING"))
             await asyncio.sleep(drain_seconds)
-            await self.close_clients(1001, b"server shutting down")
+            if close_frame:
+                await self.close_clients(1001, b"Gateway shutting down")
             await self.go_down()
         finally:
             self.shutting_down = False
+        self.providers = {platform: Provider() for platform in self.providers}
+        self.metrics = GatewayMetrics(lambda: len(self._clients))
         await asyncio.sleep(down_seconds)
         await self.come_up()
 

@@ -343,7 +343,7 @@ async def paging_phase(pipe: Pipeline, report: Report) -> None:
     incidents = [
         (Incident("POSITION_UNPROTECTED frame", "GatewayPositionUnprotected"), "position_unprotected"),
         (Incident("LIQUIDATION frame", "GatewayLiquidation"), "liquidation"),
-        (Incident("OCO double exit (frame + counter)", "GatewayOcoDoubleExit"), "oco_double_exit"),
+        (Incident("OCO double exit (frame + counter)", "GatewayOcoDoubleExit"), "oco_double_exit_frame"),
     ]
     tasks = []
     for i, (incident, scenario) in enumerate(incidents):

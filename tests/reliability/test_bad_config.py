@@ -29,8 +29,10 @@ INVALID: dict[str, str] = {
     "max_frame_bytes": "1MiB",
     "probe_interval_seconds": "0",
     "probe_timeout_seconds": "-2",
+    "reconcile_grace_seconds": "15s",
     "max_symbol_series": "1e3",
     "wait_for_client": "maybe",
+    "web_config_file": "/nonexistent/web-config.yml",
 }
 # Run `gateway-monitor` with socket.bind recorded, to prove that nothing was bound.
 BIND_RECORDER = """

@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from support import sample, scrape, wait_for
 
 from monitor import protocol
-from monitor.events import SYMBOL_LABEL_MAX
+from monitor.gateway_state import SYMBOL_LABEL_MAX
 
 MAX_FRAME = 4096
 BROKER = "alpaca-paper"

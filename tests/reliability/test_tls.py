@@ -7,8 +7,6 @@ The certificates are made here, with the `cryptography` package (the `test` extr
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,53 +14,19 @@ from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType, web
-from cryptography import x509  # the `test` extra; never skipped: a missing package fails loudly
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_support import TestCA
 
 from monitor.soak import HOST
 
 KEY = "tls-test-key-" + "t" * 30
 
 
-def certificate(subject: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: str | None,
-                key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer or subject)]))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False,
-            decipher_only=False), critical=True)
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA bundle, server certificate chain, server key) for 127.0.0.1."""
-    out = tmp_path_factory.mktemp("tls")
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate("gateway-monitor test CA", None, None, ca_key, ca=True)
-    server = certificate(HOST, ca_key, "gateway-monitor test CA", server_key, ca=False)
-    (out / "ca.pem").write_bytes(pem(ca))
-    (out / "server.pem").write_bytes(pem(server) + pem(ca))
-    (out / "server.key").write_bytes(server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return out / "ca.pem", out / "server.pem", out / "server.key"
+    ca = TestCA(tmp_path_factory.mktemp("tls"))
+    chain, key, _cert = ca.issue("server")
+    return ca.ca_file, chain, key
 
 
 @dataclass
