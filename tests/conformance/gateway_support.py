@@ -107,6 +107,15 @@ def status_brokers(page: str) -> dict[str, str]:
     return dict(re.findall(r'<tr><td>([^<]+)</td><td><span class="badge [a-z]+">([^<]+)</span>', section))
 
 
+def status_stale(page: str) -> dict[str, list[str]]:
+    """broker -> symbols of the status page's Stale symbols table."""
+    stale: dict[str, list[str]] = {}
+    for broker, symbol in re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>[^<]*</td></tr>",
+                                     status_stale_section(page)):
+        stale.setdefault(broker, []).append(symbol)
+    return stale
+
+
 def status_stale_section(page: str) -> str:
     """The status page's Stale symbols section (its heading and body)."""
     return "<h2>Stale symbols" + page.split("<h2>Stale symbols", 1)[1].split("<h2>", 1)[0]
@@ -161,6 +170,11 @@ class Process:
     def running(self) -> bool:
         """True while the process has not exited."""
         return self.popen is not None and self.popen.poll() is None
+
+    def describe(self) -> str:
+        """Whether it runs (or its exit code), and the end of its log: for a failure message."""
+        state = "running" if self.running() else f"exited with {self.popen and self.popen.returncode}"
+        return f"{self.name} {state}; {self.log_path} ends:\n{self.log_tail()}"
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the latest log."""

@@ -134,6 +134,8 @@ async def pipeline_run(workdir: Path, env: dict[str, str], body: Callable[..., A
         run.up_jobs = await pipe.jobs_up()
         await receiver.wait_for(lambda n: n.path == "/watchdog", 30)
         await body(pipe, gateway, raw, run)
+    except Exception as err:  # say whether the gateway was still there, with its log
+        raise AssertionError(f"{type(err).__name__}: {err}\n{gateway.process.describe()}") from err
     finally:
         if raw is not None:
             run.frames = [f.data for f in raw.frames if f.type != "quote"]

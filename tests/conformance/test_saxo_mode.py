@@ -41,6 +41,7 @@ from gateway_support import (
     require_fake_saxo,
     saxo_env,
     status_brokers,
+    status_stale,
     status_stale_section,
     wait_until,
 )
@@ -49,6 +50,7 @@ from support import FAST, Scrape, sample, scrape
 from monitor.app import Monitor
 from monitor.config import load
 from monitor.metrics import DISCONNECT_REASONS
+from monitor.status import render
 
 FAKE_SAXO = require_fake_saxo()
 pytestmark = pytest.mark.timeout(150)
@@ -158,28 +160,41 @@ async def consistent_moment(r: Rig) -> dict[str, Any]:
     while True:
         seen, counted = r.raw.connection_counts(), r.connection_events()
         if seen == counted or time.monotonic() > deadline:
+            badge, stale = replay(r.raw)
             return {"raw": seen, "monitor": counted, "expected": expected_state(r.raw),
-                    "state": r.broker_state(), "equal": seen == counted}
+                    "state": r.broker_state(), "equal": seen == counted,
+                    # rendered as GET / renders it, in the same moment as the metrics
+                    "page": page_view(render(r.monitor.snapshot())),
+                    "expected_page": {"badge": badge, "stale": sorted(stale)}}
         await asyncio.sleep(0.01)
 
 
-def expected_state(raw: RawClient) -> dict[str, float]:
-    """saxo-sim's broker_up / failed / stale count as the raw client's frames imply them."""
-    up, failed, stale = 1.0, 0.0, set()
+def replay(raw: RawClient) -> tuple[str, set[str]]:
+    """saxo-sim's state (up / disconnected / failed) and stale symbols as the raw client's frames
+    imply them."""
+    state, stale = "up", set()
     for f in raw.frames:
         if f.broker != BROKER:
             continue
-        if f.event in ("BROKER_DISCONNECTED", "BROKER_CONNECTION_FAILED"):
-            up = 0.0
-        if f.event == "BROKER_CONNECTION_FAILED":
-            failed = 1.0
-        if f.event == "BROKER_RECONNECTED":
-            up, failed = 1.0, 0.0
+        state = {"BROKER_DISCONNECTED": "disconnected", "BROKER_CONNECTION_FAILED": "failed",
+                 "BROKER_RECONNECTED": "up"}.get(f.event or "", state)
         if f.event == "STALE":
             stale |= set(f.data.get("symbols", []))
         if f.event == "FRESH":
             stale -= set(f.data.get("symbols", []))
-    return {"broker_up": up, "broker_connection_failed": failed, "stale_symbols": float(len(stale))}
+    return state, stale
+
+
+def expected_state(raw: RawClient) -> dict[str, float]:
+    """saxo-sim's broker_up / failed / stale count as the raw client's frames imply them."""
+    state, stale = replay(raw)
+    return {"broker_up": float(state == "up"), "broker_connection_failed": float(state == "failed"),
+            "stale_symbols": float(len(stale))}
+
+
+def page_view(page: str) -> dict[str, Any]:
+    """saxo-sim's badge and the stale symbols, as the status page shows them."""
+    return {"badge": status_brokers(page).get(BROKER), "stale": sorted(status_stale(page).get(BROKER, []))}
 
 
 async def problems(r: Rig) -> list[str]:
@@ -315,6 +330,12 @@ def test_flapping_broker_and_staleness_state_match_the_raw_client(flapped: dict[
     assert moment["state"] == moment["expected"], moment
 
 
+def test_flapping_status_page_matches_the_raw_client(flapped: dict[str, Any]) -> None:
+    moment = flapped["moment"]
+    assert moment["equal"]
+    assert moment["page"] == moment["expected_page"], moment
+
+
 def test_flapping_never_files_a_frame_under_broker_other(flapped: dict[str, Any]) -> None:
     assert not flapped["broker_other"]
 
@@ -364,6 +385,11 @@ def test_outage_is_seen_before_the_restart(outage: dict[str, Any]) -> None:
     assert moment["state"] == moment["expected"] == {
         "broker_up": 0, "broker_connection_failed": 0, "stale_symbols": len(SAXO_SYMBOLS)
     }, moment
+
+
+def test_outage_status_page_matches_the_raw_client(outage: dict[str, Any]) -> None:
+    moment = outage["moment"]
+    assert moment["page"] == moment["expected_page"] == {"badge": "disconnected", "stale": list(SAXO_SYMBOLS)}
 
 
 def test_restart_during_an_outage_is_clean_within_30s(outage: dict[str, Any]) -> None:
