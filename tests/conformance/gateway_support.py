@@ -424,7 +424,6 @@ class TcpProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
-        self.cuts = 0
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
 
@@ -455,7 +454,6 @@ class TcpProxy:
         for down, up in pairs:
             down.transport.abort()
             up.transport.abort()
-        self.cuts += 1
         return len(pairs)
 
     async def stop(self) -> None:
