@@ -37,11 +37,12 @@ TICK_SECONDS = 2.0  # mock market data interval
 MAX_SHUTDOWNS = 12
 
 
-async def watched(gw: RealGateway, raw_client: ClientFactory, monitor: MonitorFactory,
-                  **settings: object) -> tuple[RawClient, Monitor]:
+async def watched(
+    gw: RealGateway, raw_client: ClientFactory, monitor: MonitorFactory
+) -> tuple[RawClient, Monitor]:
     """A raw client and a monitor, both connected to `gw`."""
     raw = await raw_client(gw.url)
-    mon = await monitor(gw.url, env={"GATEWAY_API_KEY": API_KEY}, **monitor_settings(), **settings)
+    mon = await monitor(gw.url, env={"GATEWAY_API_KEY": API_KEY}, **monitor_settings())
     await wait_until(lambda: sample(mon, "gateway_monitor_ws_connected") == 1, 5, "monitor connected")
     return raw, mon
 
