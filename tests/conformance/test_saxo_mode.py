@@ -226,9 +226,10 @@ async def time_to_clean(r: Rig, reconnected: float) -> dict[str, Any]:
     while time.monotonic() - reconnected <= RESTART_TARGET:
         last = await problems(r)
         if not last:
-            return {"seconds": round(time.monotonic() - reconnected, 3), "left": []}
+            return {"seconds": round(time.monotonic() - reconnected, 3), "left": [],
+                    "health": await r.gateway.health()}
         await asyncio.sleep(0.1)
-    return {"seconds": None, "left": last}
+    return {"seconds": None, "left": last, "health": await r.gateway.health()}
 
 
 def record(name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +318,14 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 # --- tests ---------------------------------------------------------------------------------------
 
 
+def assert_clean_as_health_says(health: dict[str, Any]) -> None:
+    """The clean picture is /health's: saxo-sim connected, nothing stale."""
+    (provider,) = health["providers"]
+    assert health["status"] == "connected", health
+    assert provider["platform"] == BROKER and provider["connected"] is True, health
+    assert not provider.get("stale_instruments"), health
+
+
 def test_flapping_connection_events_match_the_raw_client(flapped: dict[str, Any]) -> None:
     moment = flapped["moment"]
     assert moment["raw"][("BROKER_DISCONNECTED", BROKER)] >= 2, moment["raw"]
@@ -343,6 +352,7 @@ def test_flapping_never_files_a_frame_under_broker_other(flapped: dict[str, Any]
 def test_restart_after_flapping_is_clean_within_30s(flapped: dict[str, Any]) -> None:
     clean = flapped["after_restart"]
     assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
+    assert_clean_as_health_says(clean["health"])
 
 
 def test_give_up_connection_events_match_the_raw_client(gave_up: dict[str, Any]) -> None:
@@ -377,6 +387,7 @@ def test_give_up_stays_failed_across_a_monitor_reconnect(gave_up: dict[str, Any]
 def test_restart_after_give_up_is_clean_within_30s(gave_up: dict[str, Any]) -> None:
     clean = gave_up["after_restart"]
     assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
+    assert_clean_as_health_says(clean["health"])
 
 
 def test_outage_is_seen_before_the_restart(outage: dict[str, Any]) -> None:
@@ -395,6 +406,7 @@ def test_outage_status_page_matches_the_raw_client(outage: dict[str, Any]) -> No
 def test_restart_during_an_outage_is_clean_within_30s(outage: dict[str, Any]) -> None:
     clean = outage["after_restart"]
     assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
+    assert_clean_as_health_says(clean["health"])
 
 
 def test_saxo_figures(flapped: dict[str, Any], gave_up: dict[str, Any], outage: dict[str, Any],
