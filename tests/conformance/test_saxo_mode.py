@@ -349,12 +349,6 @@ def test_flapping_never_files_a_frame_under_broker_other(flapped: dict[str, Any]
     assert not flapped["broker_other"]
 
 
-def test_restart_after_flapping_is_clean_within_30s(flapped: dict[str, Any]) -> None:
-    clean = flapped["after_restart"]
-    assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
-    assert_clean_as_health_says(clean["health"])
-
-
 def test_give_up_connection_events_match_the_raw_client(gave_up: dict[str, Any]) -> None:
     moment = gave_up["moment"]
     assert moment["raw"][("BROKER_CONNECTION_FAILED", BROKER)] == 1, moment["raw"]
@@ -384,12 +378,6 @@ def test_give_up_stays_failed_across_a_monitor_reconnect(gave_up: dict[str, Any]
     assert after["page"].get(BROKER) == "failed", after["page"]
 
 
-def test_restart_after_give_up_is_clean_within_30s(gave_up: dict[str, Any]) -> None:
-    clean = gave_up["after_restart"]
-    assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
-    assert_clean_as_health_says(clean["health"])
-
-
 def test_outage_is_seen_before_the_restart(outage: dict[str, Any]) -> None:
     moment = outage["moment"]
     assert moment["equal"], moment
@@ -403,8 +391,9 @@ def test_outage_status_page_matches_the_raw_client(outage: dict[str, Any]) -> No
     assert moment["page"] == moment["expected_page"] == {"badge": "disconnected", "stale": list(SAXO_SYMBOLS)}
 
 
-def test_restart_during_an_outage_is_clean_within_30s(outage: dict[str, Any]) -> None:
-    clean = outage["after_restart"]
+@pytest.mark.parametrize("scenario", ["flapped", "gave_up", "outage"])
+def test_restart_is_clean_within_30s(scenario: str, request: pytest.FixtureRequest) -> None:
+    clean = request.getfixturevalue(scenario)["after_restart"]
     assert clean["seconds"] is not None, f"still wrong {RESTART_TARGET}s after the reconnect: {clean['left']}"
     assert_clean_as_health_says(clean["health"])
 
