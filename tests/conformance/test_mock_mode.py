@@ -31,6 +31,7 @@ from monitor.metrics import DISCONNECT_REASONS
 MonitorFactory = Callable[..., Awaitable[Monitor]]
 ClientFactory = Callable[[str], Awaitable[RawClient]]
 TICK_SECONDS = 2.0  # mock market data interval
+WINDOW_TICKS = 5  # market-data ticks in the frame-count window, after an order's two frames
 # Shutdowns to try before concluding one of the two SIGTERM variants never happens. The
 # gateway skips its close frame in about a third of shutdowns: both show up within 12 tries
 # with probability 1 - (2/3)^12 ≈ 99.2%.
@@ -93,11 +94,11 @@ async def test_frame_counts_equal_the_raw_clients_over_the_same_window(
     await after_tick(raw)
     start, before = len(raw.frames), monitor_frames(mon)
     await place_and_fill(mock_gateway, raw)
-    for _ in range(2):
+    for _ in range(WINDOW_TICKS):
         await after_tick(raw)
     seen = raw.type_counts(start)
     counted = monitor_frames(mon) - before
-    assert seen["quote"] >= 2 and seen["candle"] >= 2 and seen["order"] >= 2, seen
+    assert seen["quote"] >= WINDOW_TICKS and seen["candle"] >= WINDOW_TICKS and seen["order"] == 2, seen
     assert counted == seen, f"monitor counted {dict(counted)}, raw client saw {dict(seen)}"
     print(f"\nframes over the window, monitor == raw client: {dict(sorted(seen.items()))}")
 
