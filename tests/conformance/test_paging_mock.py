@@ -18,7 +18,7 @@ import pytest
 from alerts_support import no_leftover_daemons  # noqa: F401 - importing a fixture registers it
 from gateway_support import RawClient, RealGateway, mock_env, wait_until
 from paging_support import LATENCY_BOUND, RealPipeline, Run, first, latency_report, pipeline_run
-from test_e2e_paging import PAGE_TIMEOUT, POD, firing_alerts, firing_names
+from test_e2e_paging import PAGE_TIMEOUT, POD, firing_alerts, firing_names, new_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), pytest.mark.usefixtures("no_leftover_daemons")]
 
@@ -86,6 +86,17 @@ def test_oco_double_exit_through_rest_pages_from_the_gateways_counter(mock_run: 
 def test_oco_double_exit_sends_no_frame(mock_run: Run) -> None:
     assert mock_run.gateway_counters["gateway_critical_notifications_dropped_total"] == 1
     assert [f for f in mock_run.frames if f.get("type") not in ("candle", "order")] == []
+
+
+def test_oco_double_exit_pages_only_what_the_gateways_counters_explain(mock_run: Run) -> None:
+    # The gateway also counts the OCO_DOUBLE_EXIT notification it could not deliver in
+    # gateway_critical_notifications_dropped_total, which the rules page as GatewayPositionUnprotected
+    # (source gateway-metrics): with v0.2.0 every OCO double exit pages twice. Anything else is a bug.
+    assert new_pages(mock_run.notifications) == {"GatewayOcoDoubleExit": 1, "GatewayPositionUnprotected": 1}
+    dropped = [a for n in mock_run.notifications if n.path == "/pager" for a in firing_alerts(n)
+               if a["labels"]["alertname"] == "GatewayPositionUnprotected"]
+    sources = {(a["labels"]["source"], a["labels"].get("broker")) for a in dropped}
+    assert sources == {("gateway-metrics", "mock")}, sources
 
 
 def test_oco_latency_report(mock_run: Run) -> None:
