@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint tools bench bench-tls reliability soak
+.PHONY: demo test lint tools apt-tools go-tools deploy-tools bench bench-tls reliability soak
 
+# Debian's python3 comes without venv (package python3-venv): installed on first need.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV) && sh tests/apt-install.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -15,18 +16,29 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/gateway-monitor demo
 
-## Install the external tools the tests use (Prometheus, Alertmanager, validators).
-tools:
-	@for script in tests/install-browser.sh alerts/install-tools.sh deploy/install-tools.sh; do \
-		if [ -f $$script ]; then bash $$script || exit 1; fi; \
-	done
+## Install the external tools the tests use (Prometheus, Alertmanager, validators, a browser).
+## apt-tools runs its scripts one after the other, holding the lock of tests/apt-install.sh;
+## go-tools builds Prometheus 3.7 and Alertmanager 0.29 from their Go modules (minutes the first
+## time, cached per user afterwards).
+tools: apt-tools go-tools deploy-tools
+
+apt-tools:
+	flock $${TMPDIR:-/tmp}/gateway-monitor-apt.lock sh -c 'bash tests/install-browser.sh && sh alerts/install-tools.sh'
+
+go-tools:
+	sh tests/install-go-tools.sh
+
+deploy-tools:
+	sh deploy/install-tools.sh
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Everything CI runs: lint, type check, all tests.
-test: $(BIN)/.installed tools lint
+## Everything CI runs: lint, type check, all tests. The set-up steps run side by side (the Go
+## build is CPU-bound, the package downloads are not).
+test:
+	$(MAKE) --jobs=4 $(BIN)/.installed tools lint
 	$(BIN)/pytest
 
 ## The reliability suite, then its figures as tables (docs/reliability.md).

@@ -16,6 +16,7 @@ from . import redaction
 from .backoff import Backoff
 from .config import Config
 from .connection import CannotConnect, Socket, connect, pump
+from .gateway_metrics import CONNECTIONS_ACTIVE
 from .metrics import Metrics
 from .probe import BodyTooLarge, read_body
 from .stream import FrameProcessor
@@ -24,7 +25,6 @@ log = structlog.get_logger("monitor.ws")
 
 KEY_FILE_POLL_SECONDS = 1.0
 CLIENT_POLL_SECONDS = 1.0
-CONNECTIONS_ACTIVE = "gateway_ws_connections_active"
 MAX_METRICS_BYTES = 8 * 1024 * 1024
 
 

@@ -1,4 +1,4 @@
-"""The gateway's protocol vocabulary, as documented in shared/seeds, and label folding.
+"""The gateway's protocol vocabulary, as its public documentation gives it, and label folding.
 
 Every value that ends up as a Prometheus label passes through this module, so the
 set of label values stays bounded whatever the gateway (or an attacker) sends.

@@ -1,7 +1,8 @@
 """The gateway's own /metrics, rendered the way the real gateway's exporter renders them.
 
-Deliberately not prometheus_client: the real exposition has no `# HELP` lines, and a
-labelled series exists only from its first increment, which is what alerts must cope with.
+Which metrics, of which type and labels: the table of monitor/gateway_metrics.py. Deliberately
+not prometheus_client: the real exposition has no `# HELP` lines, and a labelled series exists
+only from its first increment, which is what alerts must cope with.
 """
 
 from __future__ import annotations
@@ -9,29 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-COUNTER = "counter"
-GAUGE = "gauge"
-HISTOGRAM = "histogram"
-
-CONNECTIONS_ACTIVE = "gateway_ws_connections_active"
-SLOW_CONSUMER = "gateway_ws_slow_consumer_disconnects"
-
-# name -> (type, label names), as in the table of shared/GATEWAY-NOTES.md.
-KNOWN: dict[str, tuple[str, tuple[str, ...]]] = {
-    CONNECTIONS_ACTIVE: (GAUGE, ()),
-    SLOW_CONSUMER: (COUNTER, ()),
-    "gateway_orders_submitted_total": (COUNTER, ("platform",)),
-    "gateway_order_submit_duration_seconds": (HISTOGRAM, ("platform",)),
-    "gateway_order_events_total": (COUNTER, ("platform", "event_type")),
-    "gateway_critical_notifications_dropped_total": (COUNTER, ("platform",)),
-    "gateway_oco_double_exit_total": (COUNTER, ("platform",)),
-    "gateway_broker_disconnections_total": (COUNTER, ("platform",)),
-    "gateway_broker_reconnect_attempts_total": (COUNTER, ("platform",)),
-    "gateway_broker_reconnections_total": (COUNTER, ("platform",)),
-    "gateway_broker_reconnect_failures_total": (COUNTER, ("platform",)),
-    "gateway_rate_limit_events_total": (COUNTER, ("platform", "event_type")),
-    "gateway_circuit_breaker_resets_total": (COUNTER, ()),
-}
+from monitor.gateway_metrics import CONNECTIONS_ACTIVE, COUNTER, GATEWAY_METRICS, HISTOGRAM
+from monitor.gateway_metrics import SLOW_CONSUMER as SLOW_CONSUMER  # the simulator's server counts it
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -77,7 +57,8 @@ class GatewayMetrics:
 
     def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1) -> None:
         """Add `value` to a counter (or observe it, for a histogram); creates the series."""
-        kind, label_names = KNOWN.get(name, (COUNTER, tuple(sorted(labels or {}))))
+        known = GATEWAY_METRICS.get(name)
+        kind, label_names = (known.kind, known.labels) if known else (COUNTER, tuple(sorted(labels or {})))
         if name == CONNECTIONS_ACTIVE:
             raise ValueError(f"{name} follows the connected clients; it cannot be set")
         if set(labels or {}) != set(label_names):
@@ -106,7 +87,8 @@ class GatewayMetrics:
             f"{CONNECTIONS_ACTIVE} {self._connections_active()}",
         ]
         for name in sorted(self._values):
-            lines.append(f"# TYPE {name} {KNOWN.get(name, (COUNTER, ()))[0]}")
+            kind = GATEWAY_METRICS[name].kind if name in GATEWAY_METRICS else COUNTER
+            lines.append(f"# TYPE {name} {kind}")
             for key, current in sorted(self._values[name].items()):
                 lines.append(f"{name}{_labels(key)} {_number(current)}")
         for name in sorted(self._histograms):

@@ -19,8 +19,8 @@ import yaml
 from processes import (  # noqa: F401  (fixtures re-exported for the tests in this directory)
     INSTALL_HINT,
     ManagedProcess,
+    VersionLine,
     alertmanager_factory,
-    find_binary,
     get_text,
     post,
     prometheus_factory,
@@ -30,13 +30,13 @@ from processes import (  # noqa: F401  (fixtures re-exported for the tests in th
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.gateway_metrics import exported_samples
 from monitor.simulator.scenarios import SCENARIOS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DIR = REPO_ROOT / "alerts"
 RULES_DIR = ALERTS_DIR / "rules"
 UNIT_TESTS_DIR = ALERTS_DIR / "tests"
-GATEWAY_NOTES = REPO_ROOT.parent / "shared" / "GATEWAY-NOTES.md"
 
 # Names every Prometheus has without any exporter: the scrape's own series and the alert series.
 BUILTIN_NAMES = frozenset(
@@ -69,15 +69,6 @@ EVENT_BORN_NAMES = frozenset(
     }
 )
 LIVE_SCRAPE_TIMEOUT = 20.0
-
-
-def exposition_names(name: str, kind: str) -> set[str]:
-    """Return the sample names a metric of this type shows in a scrape."""
-    if kind == "histogram":
-        return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-    if kind == "summary":
-        return {name, f"{name}_sum", f"{name}_count"}
-    return {name}
 
 
 def sample_names(text: str) -> set[str]:
@@ -152,27 +143,20 @@ def monitor_scrape_names(monitor_scrape_text: str) -> set[str]:
 
 @pytest.fixture(scope="session")
 def gateway_metric_names() -> set[str]:
-    """Metric names the gateway exports, from the table in ../shared/GATEWAY-NOTES.md."""
-    if not GATEWAY_NOTES.exists():
-        pytest.fail(f"{GATEWAY_NOTES} is missing; the gateway's metric table lives there")
-    rows = re.findall(
-        r"^\|\s*`([a-z_:][a-z0-9_:]*)`\s*\|\s*([a-z]+)", GATEWAY_NOTES.read_text(), flags=re.MULTILINE
-    )
-    if len(rows) < 10:
-        pytest.fail(f"could not parse the metric table of {GATEWAY_NOTES} (found {rows})")
-    return set().union(*(exposition_names(name, kind) for name, kind in rows))
+    """Sample names the gateway exports, from the project's table (monitor/gateway_metrics.py)."""
+    return set(exported_samples())
 
 
 @pytest.fixture(scope="session")
-def promtool() -> str:
-    """Path of promtool (fails, never skips, when it is missing)."""
-    return find_binary("promtool")
+def promtool(version_line: VersionLine) -> str:
+    """Path of the version line's promtool (fails, never skips, when it is missing)."""
+    return version_line.binary("promtool")
 
 
 @pytest.fixture(scope="session")
-def amtool() -> str:
-    """Path of amtool (fails, never skips, when it is missing)."""
-    return find_binary("amtool")
+def amtool(version_line: VersionLine) -> str:
+    """Path of the version line's amtool (fails, never skips, when it is missing)."""
+    return version_line.binary("amtool")
 
 
 def rule_files() -> list[Path]:

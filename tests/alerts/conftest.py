@@ -12,5 +12,6 @@ from alerts_support import (  # noqa: F401 - importing a fixture registers it
 from processes import (  # noqa: F401 - importing a fixture registers it
     alertmanager_factory,
     prometheus_factory,
+    version_line,
     webhook_receiver,
 )

@@ -6,8 +6,10 @@ readiness with a deadline and is torn down by the fixture that started it. Use t
 
     from processes import alertmanager_factory, prometheus_factory, webhook_receiver  # noqa: F401
 
-Binaries come from alerts/install-tools.sh (Debian: /usr/bin/prometheus,
-/usr/bin/prometheus-alertmanager); a missing binary fails the test, it is never skipped.
+Two version lines are tested (`LINES`, the `version_line` fixture): the current one, Prometheus
+3.7.3 and Alertmanager 0.29.0 built from their Go modules by tests/install-go-tools.sh, and the
+old one, Debian 12's Prometheus 2.42 and Alertmanager 0.25 installed by alerts/install-tools.sh.
+A missing binary, or one of another version, fails the test; it is never skipped.
 
 The simulated gateway and the monitor run as real processes too (`start_simulator`,
 `start_monitor`), driven through the simulator's /_sim/ control API (`post`).
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import os
-import shutil
+import re
 import socket
 import subprocess
 import sys
@@ -34,6 +37,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
+from toolpaths import TOOLS_BIN
 
 from monitor.soak import free_port
 
@@ -45,13 +49,64 @@ STOP_TIMEOUT = 10.0
 FAST_TIMINGS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"}
 
 
-def find_binary(*names: str) -> str:
-    """Return the path of the first of `names` on PATH or in /usr/bin; fail the test if none."""
-    for name in names:
-        path = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
-        if path:
-            return path
-    pytest.fail(f"none of {', '.join(names)} found: {INSTALL_HINT}", pytrace=False)
+@dataclass(frozen=True)
+class VersionLine:
+    """A Prometheus and an Alertmanager release (with their promtool and amtool) to test on."""
+
+    name: str
+    prometheus_version: str  # `prometheus --version` and `promtool --version` start with it
+    alertmanager_version: str  # `alertmanager --version` and `amtool --version` start with it
+    paths: dict[str, Path]  # prometheus, promtool, alertmanager, amtool
+    install_hint: str
+
+    @property
+    def title(self) -> str:
+        """E.g. "Prometheus 3.7.3 + Alertmanager 0.29.0"."""
+        return f"Prometheus {self.prometheus_version} + Alertmanager {self.alertmanager_version}"
+
+    def binary(self, tool: str) -> str:
+        """Path of `tool` of this line; fails the test when it is missing or of another version."""
+        path = self.paths[tool]
+        where = f"{tool} of the {self.name} line ({self.title})"
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            pytest.fail(f"{where} not at {path}: {self.install_hint}", pytrace=False)
+        prometheus = tool in ("prometheus", "promtool")
+        expected = self.prometheus_version if prometheus else self.alertmanager_version
+        found = _version(str(path))
+        if not found.startswith(expected):
+            pytest.fail(f"{where}: {path} is version {found!r}; {self.install_hint}", pytrace=False)
+        return str(path)
+
+
+@functools.cache
+def _version(path: str) -> str:
+    """The version a Prometheus-style binary reports (`NAME, version X.Y.Z (...)`), or ''."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    match = re.search(r"version (\S+)", out.stdout + out.stderr)
+    return match.group(1) if match else ""
+
+
+LINES = {
+    "current": VersionLine(
+        "current",
+        "3.7.3",
+        "0.29.0",
+        {tool: TOOLS_BIN / tool for tool in ("prometheus", "promtool", "alertmanager", "amtool")},
+        "run `sh tests/install-go-tools.sh` (builds them from their Go modules)",
+    ),
+    "old": VersionLine(
+        "old",
+        "2.42.0",
+        "0.25.0",
+        {
+            "prometheus": Path("/usr/bin/prometheus"),
+            "promtool": Path("/usr/bin/promtool"),
+            "alertmanager": Path("/usr/bin/prometheus-alertmanager"),
+            "amtool": Path("/usr/bin/amtool"),
+        },
+        INSTALL_HINT,
+    ),
+}
 
 
 @dataclass
@@ -267,12 +322,12 @@ def _write_config(workdir: Path, name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-async def start_alertmanager(workdir: Path, config: dict[str, Any]) -> ManagedProcess:
-    """Start prometheus-alertmanager on 127.0.0.1 with `config`, clustering off; wait ready."""
+async def start_alertmanager(line: VersionLine, workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+    """Start the Alertmanager of `line` on 127.0.0.1 with `config`, clustering off; wait ready."""
     port = free_port()
     config_file = _write_config(workdir, "alertmanager.yml", config)
     argv = [
-        find_binary("prometheus-alertmanager", "alertmanager"),
+        line.binary("alertmanager"),
         f"--config.file={config_file}",
         f"--storage.path={workdir / 'data'}",
         f"--web.listen-address={HOST}:{port}",
@@ -285,12 +340,12 @@ async def start_alertmanager(workdir: Path, config: dict[str, Any]) -> ManagedPr
     return proc
 
 
-async def start_prometheus(workdir: Path, config: dict[str, Any]) -> ManagedProcess:
-    """Start prometheus on 127.0.0.1 with `config` and temporary storage; wait ready."""
+async def start_prometheus(line: VersionLine, workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+    """Start the Prometheus of `line` on 127.0.0.1 with `config` and temporary storage; wait ready."""
     port = free_port()
     config_file = _write_config(workdir, "prometheus.yml", config)
     argv = [
-        find_binary("prometheus"),
+        line.binary("prometheus"),
         f"--config.file={config_file}",
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address={HOST}:{port}",
@@ -393,13 +448,22 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
     await receiver.close()
 
 
+@pytest.fixture(scope="session", params=list(LINES))
+def version_line(request: pytest.FixtureRequest) -> VersionLine:
+    """Each version line in turn (tests using it, or the factories, run once per line)."""
+    line: VersionLine = LINES[request.param]
+    return line
+
+
 async def _factory(
-    workdir: Path, starter: Callable[[Path, dict[str, Any]], Awaitable[ManagedProcess]]
+    line: VersionLine,
+    workdir: Path,
+    starter: Callable[[VersionLine, Path, dict[str, Any]], Awaitable[ManagedProcess]],
 ) -> AsyncIterator[StartFn]:
     started: list[ManagedProcess] = []
 
     async def start(config: dict[str, Any]) -> ManagedProcess:
-        proc = await starter(workdir / str(len(started)), config)
+        proc = await starter(line, workdir / str(len(started)), config)
         started.append(proc)
         return proc
 
@@ -411,14 +475,15 @@ async def _factory(
 
 
 @pytest_asyncio.fixture
-async def alertmanager_factory(tmp_path: Path) -> AsyncIterator[StartFn]:
-    """start(config) -> a ready Alertmanager; all stopped at teardown."""
-    async for start in _factory(tmp_path / "alertmanager", start_alertmanager):
+async def alertmanager_factory(version_line: VersionLine, tmp_path: Path) -> AsyncIterator[StartFn]:
+    """start(config) -> a ready Alertmanager of the version line; all stopped at teardown."""
+    async for start in _factory(version_line, tmp_path / "alertmanager", start_alertmanager):
         yield start
 
 
 @pytest_asyncio.fixture
-async def prometheus_factory(tmp_path: Path) -> AsyncIterator[StartFn]:
-    """start(config) -> a ready Prometheus (see prometheus_config()); all stopped at teardown."""
-    async for start in _factory(tmp_path / "prometheus", start_prometheus):
+async def prometheus_factory(version_line: VersionLine, tmp_path: Path) -> AsyncIterator[StartFn]:
+    """start(config) -> a ready Prometheus of the version line (see prometheus_config()); all
+    stopped at teardown."""
+    async for start in _factory(version_line, tmp_path / "prometheus", start_prometheus):
         yield start

@@ -1,7 +1,7 @@
 """End to end, with real processes: simulated gateway -> monitor -> Prometheus -> Alertmanager -> webhook.
 
 Everything listens on 127.0.0.1: `gateway-monitor simulate` (the simulated gateway), the monitor
-observing it, Prometheus 2 scraping both every second (job `gateway-monitor` and job `gateway`,
+observing it, Prometheus scraping both every second (job `gateway-monitor` and job `gateway`,
 with the `namespace`/`pod` labels of the Kubernetes scrape config: both belong to one pod),
 Alertmanager (clustering off) and a webhook receiver standing in for pager, ticket queue and
 dead man's switch. The rules are alerts/src rendered by alerts/generate.py with the thresholds
@@ -9,7 +9,13 @@ of alerts/thresholds.yaml scaled from minutes to seconds (TEST_THRESHOLDS); the 
 configuration is alerts/alertmanager.yml with the webhook URLs pointed at the receiver and the
 timings shortened in production's proportions (warnings wait longer than pages).
 
-One setup serves the whole module, the phases run one after the other (about two minutes):
+It runs on both version lines of processes.LINES, the current one (Prometheus 3.7.3,
+Alertmanager 0.29.0: Prometheus 3 made range selectors left-open, which the rules' first-occurrence
+terms depend on) and the old one (Debian's Prometheus 2.42, Alertmanager 0.25), with the same
+scenarios: one pipeline per line, both at the same time (they wait most of the time), and every
+test once per line.
+
+One setup per line serves the whole module, the phases run one after the other (about two minutes):
 
 1. healthy: market data only, for HEALTHY_SECONDS: only the Watchdog may be notified;
 2. paging: POSITION_UNPROTECTED, LIQUIDATION, BROKER_CONNECTION_FAILED and an OCO double exit
@@ -28,7 +34,8 @@ Sharing one setup is reliable because each paging alert has its own Alertmanager
 alert that occurs twice is separated in time, see 2.), and it keeps the run well under the
 four minutes a setup per scenario would cost. The fixture records; each test checks one behaviour.
 Latencies (injection -> webhook) are printed by test_latency_report (`pytest -s`) and written to
-latency.json in the run's temporary directory.
+latency.json in the line's temporary directory (e2e-paging-<line>/), and for both lines to the
+file named by $PAGING_FIGURES when it is set.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import functools
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -52,8 +60,10 @@ import yaml
 from alerts_support import ALERTS_DIR, REPO_ROOT, RULES_DIR, run
 from processes import (
     HOST,
+    LINES,
     ManagedProcess,
     Notification,
+    VersionLine,
     WebhookReceiver,
     alertmanager_test_config,
     get_json,
@@ -131,6 +141,7 @@ class Incident:
 class Report:
     """What the run observed; the tests assert on it."""
 
+    line: VersionLine
     workdir: Path
     notifications: list[Notification]
     rule_health: dict[str, str] = field(default_factory=dict)
@@ -220,7 +231,8 @@ def scrape_job(name: str, proc: ManagedProcess) -> dict[str, Any]:
 class Pipeline:
     """The running processes and the receiver, with the few actions the phases need."""
 
-    def __init__(self, workdir: Path, receiver: WebhookReceiver) -> None:
+    def __init__(self, line: VersionLine, workdir: Path, receiver: WebhookReceiver) -> None:
+        self.line = line
         self.workdir = workdir
         self.receiver = receiver
         self.procs: list[ManagedProcess] = []
@@ -234,10 +246,14 @@ class Pipeline:
         monitor = await self._keep(start_monitor(self.workdir / "monitor", self.sim.base_url))
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, ROOT_TIMINGS, ROUTE_TIMINGS)
-        self.alertmanager = await self._keep(start_alertmanager(self.workdir / "alertmanager", config))
+        self.alertmanager = await self._keep(
+            start_alertmanager(self.line, self.workdir / "alertmanager", config)
+        )
         jobs = [scrape_job("gateway-monitor", monitor), scrape_job("gateway", self.sim)]
         prom_config = prometheus_config(jobs, rules, self.alertmanager.port)
-        self.prometheus = await self._keep(start_prometheus(self.workdir / "prometheus", prom_config))
+        self.prometheus = await self._keep(
+            start_prometheus(self.line, self.workdir / "prometheus", prom_config)
+        )
         up = "sum(up) == 2 and sum(gateway_monitor_ws_connected) == 1"
         if not await self.until(lambda: self.query(up), "targets"):
             pytest.fail(
@@ -447,12 +463,12 @@ async def kill_phase(pipe: Pipeline, report: Report) -> None:
     report.alertmanager_after_kill = await get_json(f"{pipe.alertmanager.base_url}/api/v2/alerts")
 
 
-async def run_pipeline(workdir: Path, rules: list[Path]) -> Report:
+async def run_pipeline(line: VersionLine, workdir: Path, rules: list[Path]) -> Report:
     """Start everything, run the phases in order, stop everything; return what was seen."""
     receiver = WebhookReceiver()
     await receiver.start()
-    pipe = Pipeline(workdir, receiver)
-    report = Report(workdir, receiver.notifications)
+    pipe = Pipeline(line, workdir, receiver)
+    report = Report(line, workdir, receiver.notifications)
     try:
         await pipe.start(rules)
         groups = (await get_json(f"{pipe.prometheus.base_url}/api/v1/rules"))["data"]["groups"]
@@ -480,11 +496,34 @@ def write_record(report: Report) -> None:
         (report.workdir / f"{name}.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+async def run_lines(workdirs: dict[str, Path], rules: list[Path]) -> dict[str, Report | BaseException]:
+    """One pipeline per version line, concurrently; a line that fails keeps its exception."""
+
+    async def outcome(name: str) -> Report | BaseException:
+        try:
+            return await run_pipeline(LINES[name], workdirs[name], rules)
+        except (Exception, pytest.fail.Exception) as exc:
+            return exc
+
+    results = await asyncio.gather(*(outcome(name) for name in workdirs))
+    return dict(zip(workdirs, results, strict=True))
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
-    """Run the whole pipeline once for this module."""
-    workdir = tmp_path_factory.mktemp("e2e-paging")
-    return asyncio.run(run_pipeline(workdir, render_test_rules(workdir)))
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report | BaseException]:
+    """Run the whole pipeline once per version line for this module."""
+    rules = render_test_rules(tmp_path_factory.mktemp("e2e-rules"))
+    workdirs = {name: tmp_path_factory.mktemp(f"e2e-paging-{name}") for name in LINES}
+    return asyncio.run(run_lines(workdirs, rules))
+
+
+@pytest.fixture(scope="module", params=list(LINES))
+def report(request: pytest.FixtureRequest, reports: dict[str, Report | BaseException]) -> Report:
+    """What the pipeline of one version line observed."""
+    result = reports[request.param]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -603,8 +642,14 @@ def test_latency_report(report: Report) -> None:
         for i in rows
     ]
     path = report.workdir / "latency.json"
-    path.write_text(json.dumps(table, indent=2), encoding="utf-8")
-    print(f"\nframe/metric injected -> webhook received ({path}):")
+    record = {"line": report.line.name, "versions": report.line.title, "incidents": table}
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if os.environ.get("PAGING_FIGURES"):  # one file for both lines, e.g. build/paging.json
+        figures = Path(os.environ["PAGING_FIGURES"])
+        both = json.loads(figures.read_text(encoding="utf-8")) if figures.exists() else {}
+        figures.parent.mkdir(parents=True, exist_ok=True)
+        figures.write_text(json.dumps({**both, report.line.name: record}, indent=2), encoding="utf-8")
+    print(f"\n{report.line.title}: frame/metric injected -> webhook received ({path}):")
     print(f"  {'incident':45} {'alert':32} {'latency':>8} pages")
     for row in table:
         latency = f"{row['latency_seconds']:.2f}s" if row["latency_seconds"] is not None else "none"

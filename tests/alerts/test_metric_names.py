@@ -1,7 +1,8 @@
 """Every metric an alert, a runbook query or a dashboard panel reads is really exported.
 
 "Exported" means: in the live scrape of a real monitor process after every simulator scenario
-(`monitor_scrape_names`), or in the gateway's metric table of ../shared/GATEWAY-NOTES.md.
+(`monitor_scrape_names`), or in the gateway's metric table (monitor/gateway_metrics.py, which the
+simulated gateway serves).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Helpers of the deployment tests: paths, tools, rendered overlays (fixture in conftest.py).
 
-The tools come from deploy/install-tools.sh. A missing tool fails the test that needs it,
-naming that script; nothing is skipped.
+The tools come from deploy/install-tools.sh (PyPI) and tests/install-go-tools.sh (Go module
+proxy: promtool, kustomize, the prometheus-operator CRDs). A missing tool fails the test that
+needs it, naming those scripts; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from toolpaths import SCHEMAS, TOOLS_BIN
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-SHARED = REPO.parent / "shared"
-CRD_DIR = SHARED / "schemas" / "prometheus-operator-v0.93.0"
-TOOLS_BIN = Path(os.environ.get("DEPLOY_TOOLS_VENV", REPO / ".venv-tools")) / "bin"
-INSTALL_HINT = "install it with: sh deploy/install-tools.sh"
+# The CRDs of the prometheus-operator release the manifests target, from its Go module
+# (tests/install-go-tools.sh).
+CRD_DIR = SCHEMAS / "prometheus-operator-v0.93.0"
+INSTALL_HINT = "install it with: sh deploy/install-tools.sh && sh tests/install-go-tools.sh"
 
 # Every kustomization a user may build, and the Kubernetes versions it must be valid for
 # ("newest" = the newest version kubernetes-validate knows).
@@ -123,7 +125,8 @@ def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
 def _crd_schema(kind: str) -> dict[str, Any]:
     files = [p for p in CRD_DIR.glob("*.yaml")
              if yaml.safe_load(p.read_text(encoding="utf-8"))["spec"]["names"]["kind"] == kind]
-    assert files, f"no CRD for {kind} in {CRD_DIR}"
+    if not files:
+        pytest.fail(f"no CRD for {kind} in {CRD_DIR}; {INSTALL_HINT}")
     crd = yaml.safe_load(files[0].read_text(encoding="utf-8"))
     schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return schema

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import DEPLOY, REPO, SHARED, crd_validator, run, tool
+from deploy_helpers import DEPLOY, REPO, crd_validator, run, tool
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.gateway_metrics import exported_samples
 
 RULES_DIR = REPO / "alerts" / "rules"
 JOB_NAMES = {"gateway", "gateway-monitor"}
@@ -182,15 +184,7 @@ _SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_
 
 
 def _gateway_metrics() -> dict[str, set[str]]:
-    notes = (SHARED / "GATEWAY-NOTES.md").read_text(encoding="utf-8")
-    out: dict[str, set[str]] = {}
-    for name, kind, labels in re.findall(r"^\| `(gateway_\w+)` \| (\w+)[^|]*\| ([^|]*)\|", notes,
-                                         re.MULTILINE):
-        names = {x.strip() for x in labels.split(",") if x.strip() not in ("", "\u2013", "-")}
-        for suffix in _SUFFIXES["histogram"] if kind == "histogram" else ("",):
-            out[name + suffix] = names
-    assert len(out) >= 13, "could not read the metric table of shared/GATEWAY-NOTES.md"
-    return out
+    return {name: set(labels) for name, labels in exported_samples().items()}
 
 
 def test_dashboard_uses_only_exported_metrics_and_their_labels(board: dict[str, Any]) -> None:
