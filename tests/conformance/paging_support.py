@@ -1,11 +1,11 @@
 """The alerting pipeline of tests/alerts/test_e2e_paging.py around the real gateway.
 
-Set up as that test does it (and with its helpers): Prometheus 2 scrapes the real gateway's
-/metrics (job `gateway`) and a `gateway-monitor` process observing it (job `gateway-monitor`),
-both every second with the same `namespace`/`pod` labels; the rules are alerts/src rendered with
-the scaled TEST_THRESHOLDS; Alertmanager runs alerts/alertmanager.yml with the webhooks pointed at
-a receiver and production's timings shortened in proportion. A raw client beside the monitor
-tells when each event really happened.
+Set up as that test does it (and with its helpers): Prometheus (of each version line of
+processes.LINES) scrapes the real gateway's /metrics (job `gateway`) and a `gateway-monitor`
+process observing it (job `gateway-monitor`), both every second with the same `namespace`/`pod`
+labels; the rules are alerts/src rendered with the scaled TEST_THRESHOLDS; Alertmanager runs
+alerts/alertmanager.yml with the webhooks pointed at a receiver and production's timings shortened
+in proportion. A raw client beside the monitor tells when each event really happened.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ import pytest
 import yaml
 from gateway_support import API_KEY, RawClient, RealGateway, gateway_binary
 from processes import (
+    LINES,
     Notification,
+    VersionLine,
     WebhookReceiver,
     alertmanager_test_config,
     prometheus_config,
@@ -50,6 +52,7 @@ LATENCY_BOUND = 15.0  # event -> webhook: scrape 1 s + evaluation 1 s + group_wa
 class Run:
     """What one pipeline run observed."""
 
+    line: str  # the Prometheus/Alertmanager version line (processes.LINES)
     workdir: Path
     notifications: list[Notification]
     up_jobs: list[str] = field(default_factory=list)
@@ -77,10 +80,12 @@ class RealPipeline(Pipeline):
                                                  "--api-key-file", str(key_file)))
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, ROOT_TIMINGS, ROUTE_TIMINGS)
-        self.alertmanager = await self._keep(start_alertmanager(self.workdir / "alertmanager", config))
+        self.alertmanager = await self._keep(
+            start_alertmanager(self.line, self.workdir / "alertmanager", config))
         jobs = [scrape_job("gateway-monitor", monitor), scrape_job("gateway", gateway)]  # type: ignore[arg-type]  # duck: .port
         prom_config = prometheus_config(jobs, rules, self.alertmanager.port)
-        self.prometheus = await self._keep(start_prometheus(self.workdir / "prometheus", prom_config))
+        self.prometheus = await self._keep(
+            start_prometheus(self.line, self.workdir / "prometheus", prom_config))
         up = "sum(up) == 2 and sum(gateway_monitor_ws_connected) == 1"
         if not await self.until(lambda: self.query(up), "targets"):
             pytest.fail(f"Prometheus never saw both targets up and the monitor connected ({up})",
@@ -116,14 +121,16 @@ class RealPipeline(Pipeline):
             return None
 
 
-async def pipeline_run(workdir: Path, env: dict[str, str], body: Callable[..., Any]) -> Run:
+async def pipeline_run(
+    line: VersionLine, workdir: Path, env: dict[str, str], body: Callable[..., Any]
+) -> Run:
     """Start gateway (env), raw client and the pipeline; run `body(pipe, gateway, raw, run)`; stop all."""
     binary = gateway_binary()
     assert binary is not None
     receiver = WebhookReceiver()
     await receiver.start()
-    run = Run(workdir, receiver.notifications)
-    pipe = RealPipeline(workdir, receiver)
+    run = Run(line.name, workdir, receiver.notifications)
+    pipe = RealPipeline(line, workdir, receiver)
     gateway = RealGateway(binary, workdir / "gateway", env)
     raw: RawClient | None = None
     try:
@@ -165,3 +172,27 @@ def latency_report(rows: list[tuple[Run, str, str, Notification | None]], path: 
 def first(notes: list[Notification]) -> Notification | None:
     """The first of `notes`, None when there is none."""
     return notes[0] if notes else None
+
+
+async def run_lines(
+    start: Callable[[VersionLine, Path], Awaitable[Run]], workdirs: dict[str, Path]
+) -> dict[str, Run | BaseException]:
+    """`start(line, workdir)` for every version line, concurrently (as tests/alerts' e2e test runs
+    them); a line that fails keeps its exception."""
+
+    async def outcome(name: str) -> Run | BaseException:
+        try:
+            return await start(LINES[name], workdirs[name])
+        except (Exception, pytest.fail.Exception) as exc:
+            return exc
+
+    results = await asyncio.gather(*(outcome(name) for name in workdirs))
+    return dict(zip(workdirs, results, strict=True))
+
+
+def run_of(runs: dict[str, Run | BaseException], line: str) -> Run:
+    """The run of one line, or its exception raised."""
+    result = runs[line]
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -1,11 +1,13 @@
 """Paging end to end with the real gateway in mock mode (see paging_support.py for the pipeline).
 
-Recorded once by a module fixture: a healthy stretch of HEALTHY_SECONDS (60 s: the scaled
-thresholds fire within 20 s, so a minute covers every `for:` and window three times over) must
-notify nothing but the Watchdog; then an OCO double exit made through the real REST API must page
+Recorded by a module fixture, once per Prometheus/Alertmanager version line (processes.LINES, the
+lines at the same time): a healthy stretch of HEALTHY_SECONDS (60 s: the scaled thresholds fire
+within 20 s, so a minute covers every `for:` and window three times over) must notify nothing but
+the Watchdog; then an OCO double exit made through the real REST API must page
 GatewayOcoDoubleExit. No frame arrives for it (v0.2.0 drops the router's notification), so the
 gateway's own counter carries it. The time from the second leg's fill to the webhook is printed by
-test_oco_latency_report (`pytest -s`) and written to paging-latency-mock.json.
+test_oco_latency_report (`pytest -s`) and written to paging-latency.json in each line's directory
+(paging-mock-<line>N/).
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from typing import Any
 import pytest
 from alerts_support import no_leftover_daemons  # noqa: F401 - importing a fixture registers it
 from gateway_support import RawClient, RealGateway, mock_env, wait_until
-from paging_support import LATENCY_BOUND, RealPipeline, Run, first, latency_report, pipeline_run
+from paging_support import (
+    LATENCY_BOUND,
+    RealPipeline,
+    Run,
+    first,
+    latency_report,
+    pipeline_run,
+    run_lines,
+    run_of,
+)
+from processes import LINES
 from test_e2e_paging import PAGE_TIMEOUT, POD, firing_alerts, firing_names, new_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), pytest.mark.usefixtures("no_leftover_daemons")]
@@ -51,10 +63,17 @@ def _filled(raw: RawClient, order_id: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def mock_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """The mock-mode pipeline, run once."""
-    workdir = tmp_path_factory.mktemp("paging-mock")
-    return asyncio.run(pipeline_run(workdir, mock_env(), mock_body))
+def mock_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run | BaseException]:
+    """The mock-mode pipeline, once per version line, the lines at the same time."""
+    workdirs = {name: tmp_path_factory.mktemp(f"paging-mock-{name}") for name in LINES}
+    return asyncio.run(run_lines(lambda line, workdir: pipeline_run(line, workdir, mock_env(), mock_body),
+                                 workdirs))
+
+
+@pytest.fixture(scope="module", params=list(LINES))
+def mock_run(request: pytest.FixtureRequest, mock_runs: dict[str, Run | BaseException]) -> Run:
+    """What the pipeline of one version line observed."""
+    return run_of(mock_runs, request.param)
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -102,5 +121,5 @@ def test_oco_double_exit_pages_only_what_the_gateways_counters_explain(mock_run:
 def test_oco_latency_report(mock_run: Run) -> None:
     event = "OCO double exit (second leg filled)"
     (row,) = latency_report([(mock_run, event, "firing", first(mock_run.pages["GatewayOcoDoubleExit"]))],
-                            mock_run.workdir.parent / "paging-latency-mock.json")
+                            mock_run.workdir / "paging-latency.json")
     assert row["seconds_to_webhook"] is not None and row["seconds_to_webhook"] < LATENCY_BOUND, row

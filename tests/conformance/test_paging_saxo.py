@@ -1,11 +1,12 @@
 """Paging end to end with the real gateway's Saxo adapter and fake_saxo.py (pipeline: paging_support.py).
 
-Recorded once by a module fixture: reconnects refused and the broker stream dropped, so the gateway
-gives up (BROKER_CONNECTION_FAILED after RECONNECT_MAX_DURATION_SECS); that must page
+Recorded by a module fixture, once per Prometheus/Alertmanager version line (processes.LINES, the
+lines at the same time): reconnects refused and the broker stream dropped, so the gateway gives up
+(BROKER_CONNECTION_FAILED after RECONNECT_MAX_DURATION_SECS); that must page
 GatewayBrokerConnectionFailed. Then the fake accepts again and the gateway is restarted (SIGTERM,
 start on the same port), the operator's remedy; that must resolve the page. Times from the give-up
 and from the restart to the webhook are printed by test_give_up_latency_report (`pytest -s`) and
-written to paging-latency-saxo.json.
+written to paging-latency.json in each line's directory (paging-saxo-<line>N/).
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from typing import Any
 import pytest
 from alerts_support import no_leftover_daemons  # noqa: F401 - importing a fixture registers it
 from gateway_support import FakeSaxo, RawClient, RealGateway, require_fake_saxo, saxo_env, wait_until
-from paging_support import LATENCY_BOUND, RealPipeline, Run, first, latency_report, pipeline_run
+from paging_support import (
+    LATENCY_BOUND,
+    RealPipeline,
+    Run,
+    first,
+    latency_report,
+    pipeline_run,
+    run_lines,
+    run_of,
+)
+from processes import LINES, VersionLine
 from test_e2e_paging import PAGE_TIMEOUT, RESOLVE_TIMEOUT, firing_alerts, firing_names, new_pages
 
 FAKE_SAXO = require_fake_saxo()
@@ -50,19 +61,27 @@ def saxo_body(fake: FakeSaxo) -> Callable[..., Any]:
     return body
 
 
-async def saxo_run(workdir: Path, script: Path) -> Run:
-    fake = FakeSaxo(script, workdir / "fake-saxo")
+async def saxo_run(line: VersionLine, workdir: Path) -> Run:
+    """A fake broker of its own, and the pipeline around a Saxo-mode gateway."""
+    fake = FakeSaxo(FAKE_SAXO, workdir / "fake-saxo")
     await fake.start()
     try:
-        return await pipeline_run(workdir, saxo_env(fake.port), saxo_body(fake))
+        return await pipeline_run(line, workdir, saxo_env(fake.port), saxo_body(fake))
     finally:
         await fake.stop()
 
 
 @pytest.fixture(scope="module")
-def saxo_run_(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """The Saxo-mode pipeline, run once."""
-    return asyncio.run(saxo_run(tmp_path_factory.mktemp("paging-saxo"), FAKE_SAXO))
+def saxo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run | BaseException]:
+    """The Saxo-mode pipeline, once per version line, the lines at the same time."""
+    workdirs = {name: tmp_path_factory.mktemp(f"paging-saxo-{name}") for name in LINES}
+    return asyncio.run(run_lines(saxo_run, workdirs))
+
+
+@pytest.fixture(scope="module", params=list(LINES))
+def saxo_run_(request: pytest.FixtureRequest, saxo_runs: dict[str, Run | BaseException]) -> Run:
+    """What the pipeline of one version line observed."""
+    return run_of(saxo_runs, request.param)
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -91,6 +110,6 @@ def test_give_up_latency_report(saxo_run_: Run) -> None:
     rows = latency_report([
         (saxo_run_, give_up, "firing", first(saxo_run_.pages["GatewayBrokerConnectionFailed"])),
         (saxo_run_, restart, "resolved", saxo_run_.resolved),
-    ], saxo_run_.workdir.parent / "paging-latency-saxo.json")
+    ], saxo_run_.workdir / "paging-latency.json")
     assert rows[0]["seconds_to_webhook"] is not None and rows[0]["seconds_to_webhook"] < LATENCY_BOUND, rows
     assert rows[1]["seconds_to_webhook"] is not None, rows
