@@ -104,6 +104,8 @@ MONITOR0 = {"job": "gateway-monitor", "instance": "10.1.2.3:9478", **POD0}
 GATEWAY0 = {"job": "gateway", "instance": "10.1.2.3:8080", **POD0}
 MONITOR1 = {"job": "gateway-monitor", "instance": "10.1.2.4:9478", "namespace": "trading", "pod": "gateway-1"}
 MONITOR2 = {"job": "gateway-monitor", "instance": "10.1.2.5:9478", "namespace": "trading", "pod": "gateway-2"}
+GATEWAY3 = {"job": "gateway", "instance": "10.1.2.6:8080", "namespace": "trading", "pod": "gateway-3"}
+GATEWAY4 = {"job": "gateway", "instance": "10.1.2.7:8080", "namespace": "trading", "pod": "gateway-4"}
 BARE_A = {"job": "gateway-monitor", "instance": "127.0.0.1:9478"}
 BARE_B = {"job": "gateway-monitor", "instance": "127.0.0.2:9478"}
 
@@ -125,6 +127,15 @@ async def test_inhibition_rules(webhook_receiver: WebhookReceiver, alertmanager_
             alert("GatewayMonitorCannotSeeGateway", "critical", source="monitor", **MONITOR1),
             alert("GatewayBrokerConnectionFailed", "critical", source="socket", broker="mock", **MONITOR1),
             alert("GatewayLiquidation", "critical", source="socket-event", code="LIQUIDATION", **MONITOR1),
+            # An OCO double exit counted by the gateway mutes the dropped-notification page of the
+            # same gateway and broker (v0.2.0 counts the undelivered OCO notification there too),
+            # not that of another broker.
+            alert("GatewayOcoDoubleExit", "critical", source="gateway-metrics", broker="mock", **GATEWAY3),
+            alert("GatewayPositionUnprotected", "critical", source="gateway-metrics", broker="mock",
+                  **GATEWAY3),
+            alert("GatewayOcoDoubleExit", "critical", source="gateway-metrics", broker="mock", **GATEWAY4),
+            alert("GatewayPositionUnprotected", "critical", source="gateway-metrics", broker="saxo-sim",
+                  **GATEWAY4),
             # No Kubernetes labels: a critical mutes warnings of its own instance only.
             alert("GatewayMarginCall", "critical", source="socket-event", **BARE_A),
             alert("GatewayNotReady", "warning", source="probe", **BARE_A),
@@ -142,6 +153,10 @@ async def test_inhibition_rules(webhook_receiver: WebhookReceiver, alertmanager_
         ("GatewayMonitorCannotSeeGateway", "gateway-1"): "active",
         ("GatewayBrokerConnectionFailed", "gateway-1"): "suppressed",
         ("GatewayLiquidation", "gateway-1"): "active",
+        ("GatewayOcoDoubleExit", "gateway-3"): "active",
+        ("GatewayPositionUnprotected", "gateway-3"): "suppressed",
+        ("GatewayOcoDoubleExit", "gateway-4"): "active",
+        ("GatewayPositionUnprotected", "gateway-4"): "active",
         ("GatewayMarginCall", "127.0.0.1:9478"): "active",
         ("GatewayNotReady", "127.0.0.1:9478"): "suppressed",
         ("GatewayDegraded", "127.0.0.2:9478"): "active",

@@ -63,6 +63,8 @@ class Run:
     resolved: Notification | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
     gateway_counters: dict[str, float | None] = field(default_factory=dict)
+    firing_after_oco: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    """alertname -> {(source, broker)} firing in Prometheus once the OCO page was sent."""
 
     def latency(self, event: str, note: Notification | None) -> float | None:
         """Seconds from the event to `note`."""
