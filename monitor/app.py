@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import Config, basic_auth_over_http, plain_ws_to_remote
 from .events import EventHandler
+from .feed import FeedHealth, FeedSettings
 from .gateway_state import GatewayState
 from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
 from .observer import Observer, ObserverState
@@ -36,7 +38,9 @@ class Monitor:
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.state = GatewayState(self.metrics, config.max_symbol_series, config.reconcile_grace_seconds)
         self.handler = EventHandler(self.metrics, self.state)
-        self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes)
+        self.feed = FeedHealth(self.metrics, self.state, feed_settings(config), self._connected) \
+            if config.feed_health else None
+        self.processor = FrameProcessor(self.metrics.stream, self.handler, config.max_frame_bytes, self.feed)
         web_config = config.web_config
         self.tls = ReloadingTLS(web_config.tls) if web_config and web_config.tls else None
         self.app = build_app(self.metrics, self.snapshot, middlewares(web_config))
@@ -74,6 +78,9 @@ class Monitor:
             self._runner = None
         log.info("monitor.stopped", reason=reason)
 
+    def _connected(self) -> bool:
+        return self.observer is not None and self.observer.state.connected
+
     def snapshot(self) -> Snapshot:
         """A copy of what the status page shows."""
         state = self.observer.state if self.observer else ObserverState()
@@ -91,6 +98,7 @@ class Monitor:
                      for broker, view in self.state.brokers.items()},
             stale={broker: dict(symbols) for broker, symbols in self.state.stale.items()},
             recent_critical=list(self.handler.recent_critical),
+            instruments=self.feed.rows() if self.feed is not None else None, now=time.time(),
         )
 
     async def _background(self, _app: web.Application) -> AsyncIterator[None]:
@@ -100,6 +108,8 @@ class Monitor:
 
             def connected() -> None:
                 self.state.connection_opened()
+                if self.feed is not None:
+                    self.feed.connection_opened()
                 prober.wake()  # /health confirms the brokers now, not a probe interval later
 
             self.observer = Observer(self.config, session, self.metrics, self.processor,
@@ -108,12 +118,20 @@ class Monitor:
                 _task(self.observer.run(), "observer"),
                 _task(self.prober.run(self.config.probe_interval_seconds), "prober"),
             ]
+            if self.feed is not None:
+                tasks.append(_task(self.feed.run(), "feed"))
             yield
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def feed_settings(config: Config) -> FeedSettings:
+    """The feed-health part of the configuration."""
+    return FeedSettings(config.silence_floor_seconds, config.silence_multiple, config.silence_overrides,
+                        config.subscriptions, config.max_symbol_series)
 
 
 def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

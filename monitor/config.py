@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from . import webconfig
+from . import feed_config, webconfig
+from .feed_config import SilenceOverride, Subscription
 from .webconfig import WebConfig
 
 
@@ -73,11 +74,25 @@ SETTINGS: tuple[Setting, ...] = (
             "How long the event stream and /health may disagree about a broker before /health wins",
             minimum=0.0),
     Setting("max_symbol_series", "MONITOR_MAX_SYMBOL_SERIES", int, 1000,
-            "Cap on per-symbol staleness series; symbols beyond it are counted, not tracked",
-            minimum=0),
+            "Cap on per-symbol series, applied to stale symbols and to instruments tracked for feed "
+            "health each; beyond it they are counted, not tracked", minimum=0),
     Setting("wait_for_client", "MONITOR_WAIT_FOR_CLIENT", bool, False,
             "Defer the WebSocket connection until the gateway's /metrics reports "
             "gateway_ws_connections_active >= 1, so the monitor never starts a backtest"),
+    Setting("feed_health", "MONITOR_FEED_HEALTH", bool, True,
+            "Track every instrument's ticks: silent instruments, frozen feeds, quote age"),
+    Setting("silence_floor_seconds", "MONITOR_SILENCE_FLOOR_SECONDS", float, 60.0,
+            "An instrument is silent after max(this, multiple x its usual interval) without a tick",
+            minimum=1.0),
+    Setting("silence_multiple", "MONITOR_SILENCE_MULTIPLE", float, 20.0,
+            "How many usual intervals without a tick make an instrument silent (above the floor)",
+            minimum=1.0),
+    Setting("silence_overrides", "MONITOR_SILENCE_OVERRIDES", list, (),
+            "Per-broker and per-instrument silence settings: a list of {broker, instrument?, "
+            "floor_seconds?, multiple?, threshold_seconds?, severity?, enabled?} (JSON in env/flag)"),
+    Setting("subscriptions", "SUBSCRIPTIONS", list, (),
+            "The gateway's SUBSCRIPTIONS (JSON): its instruments are expected to tick, so one that "
+            "never does is silent too"),
     Setting("web_config_file", "MONITOR_WEB_CONFIG_FILE", str, None,
             "Web config file in the exporter-toolkit format (node_exporter's --web.config.file): "
             "TLS, basic auth and headers for the monitor's endpoints"),
@@ -85,6 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
 # Extra spellings of a flag: node_exporter users copy --web.config.file as they know it.
 FLAG_ALIASES = {"web_config_file": ("--web.config.file",)}
 _BY_NAME = {s.name: s for s in SETTINGS}
+_LISTS = {"silence_overrides": feed_config.overrides, "subscriptions": feed_config.subscriptions}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -113,6 +129,11 @@ class Config:
     reconcile_grace_seconds: float
     max_symbol_series: int
     wait_for_client: bool
+    feed_health: bool
+    silence_floor_seconds: float
+    silence_multiple: float
+    silence_overrides: tuple[SilenceOverride, ...]
+    subscriptions: tuple[Subscription, ...]
     web_config_file: str | None
     api_key: str | None = None
     web_config: WebConfig | None = None
@@ -202,6 +223,8 @@ def _read_yaml(path: str, problems: list[str]) -> dict[str, Any]:
 def _coerce(setting: Setting, value: Any, source: str, problems: list[str]) -> Any:
     if setting.kind is bool:
         return _coerce_bool(setting, value, source, problems)
+    if setting.kind is list:
+        return _LISTS[setting.name](value, source, problems)
     if setting.kind is str:
         if value is None or isinstance(value, str):
             return value

@@ -244,12 +244,12 @@ class GatewayState:
             return
         tracked[symbol] = since
         self._tracked += 1
-        self._m.symbol_stale_since.set(broker, symbol, since)
+        self._m.symbol_stale_since.set((broker, symbol), since)
 
     def _untrack(self, broker: str, tracked: dict[str, float], symbol: str) -> float:
         since = tracked.pop(symbol)
         self._tracked -= 1
-        self._m.symbol_stale_since.remove(broker, symbol)
+        self._m.symbol_stale_since.remove((broker, symbol))
         return since
 
 

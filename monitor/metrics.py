@@ -6,6 +6,7 @@ as `increase(x[5m]) > 0` never fires for a series whose first sample is already 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -49,8 +50,11 @@ INVALID_REASONS = (
     "wrong_shape",
 )
 PROBE_ENDPOINTS = ("readyz", "livez", "health")
+QUOTE_TIMESTAMP_PROBLEMS = ("missing", "unparseable", "future", "too_old")
 # Outages and staleness episodes run from a second to hours.
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+# Quote ages: milliseconds on a healthy feed; the late-quote alert reads the median around 2 s.
+QUOTE_AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 
 
 class StreamStats:
@@ -129,53 +133,68 @@ def _label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
-class SymbolSeries:
-    """The per-symbol staleness gauge, kept out of the registry and rendered once per change.
+class SeriesBlock:
+    """A gauge family kept out of the registry, each line formatted once and the block once per change.
 
-    Up to MONITOR_MAX_SYMBOL_SERIES samples that change only when a symbol goes stale or
-    fresh: prometheus_client formats every sample on every scrape (~6 µs each, 60 ms for
-    10,000), which blocks the event loop. Here each line is formatted once, when set, and
-    the block is joined on the first scrape after a change. The lines are valid in both the
-    text format and OpenMetrics.
+    For the per-symbol and per-instrument families: up to MONITOR_MAX_SYMBOL_SERIES samples
+    each, where prometheus_client would format every sample on every scrape (~6 µs each, 60 ms
+    for 10,000), blocking the event loop. Here a series' label text is formatted when it is
+    first set, and the block is joined on the first scrape after a change. The lines are
+    valid in both the text format and OpenMetrics.
     """
 
-    NAME = PREFIX + "symbol_stale_since_timestamp_seconds"
-    HELP = "When the symbol went stale; present only while it is stale."
-
-    def __init__(self) -> None:
-        self._samples: dict[tuple[str, str], tuple[float, str]] = {}
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name = PREFIX + name
+        self.documentation = documentation
+        self._labelnames = labelnames
+        self._samples: dict[tuple[str, ...], tuple[float, str]] = {}
         self._block: bytes | None = None
 
-    def set(self, broker: str, symbol: str, value: float) -> None:
-        line = (f'{self.NAME}{{broker="{_label_value(broker)}",symbol="{_label_value(symbol)}"}} '
-                f"{floatToGoString(value)}\n")  # type: ignore[no-untyped-call]
-        self._samples[(broker, symbol)] = (value, line)
+    def set(self, labels: tuple[str, ...], value: float) -> None:
+        """Set the series of these label values (in the order of `labelnames`)."""
+        sample = self._samples.get(labels)
+        if sample is not None:
+            if sample[0] == value:
+                return
+            head = sample[1]
+        else:
+            named = zip(self._labelnames, labels, strict=True)
+            pairs = ",".join(f'{name}="{_label_value(text)}"' for name, text in named)
+            head = f"{self.name}{{{pairs}}} "
+        self._samples[labels] = (value, head)
         self._block = None
 
-    def remove(self, broker: str, symbol: str) -> None:
-        if self._samples.pop((broker, symbol), None) is not None:
+    def remove(self, labels: tuple[str, ...]) -> None:
+        """Drop the series (absent ones are ignored)."""
+        if self._samples.pop(labels, None) is not None:
             self._block = None
 
-    def get(self, broker: str, symbol: str) -> float | None:
-        sample = self._samples.get((broker, symbol))
+    def get(self, labels: tuple[str, ...]) -> float | None:
+        """The value of a series, None when absent."""
+        sample = self._samples.get(labels)
         return None if sample is None else sample[0]
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def exposition(self) -> bytes:
-        """The metric family as exposition text: HELP, TYPE and one line per symbol."""
+        """The metric family as exposition text: HELP, TYPE and one line per series."""
         if self._block is None:
-            header = f"# HELP {self.NAME} {self.HELP}\n# TYPE {self.NAME} gauge\n"
-            self._block = (header + "".join(line for _, line in self._samples.values())).encode()
+            header = f"# HELP {self.name} {self.documentation}\n# TYPE {self.name} gauge\n"
+            lines = "".join(f"{head}{_number(value)}\n" for value, head in self._samples.values())
+            self._block = (header + lines).encode()
         return self._block
+
+
+def _number(value: float) -> str:
+    return repr(value) if math.isfinite(value) else floatToGoString(value)  # type: ignore[no-untyped-call]
 
 
 OPENMETRICS_EOF = b"# EOF\n"
 
 
 class Metrics:
-    """The monitor's metric objects: a registry, and the per-symbol series beside it."""
+    """The monitor's metric objects: a registry, and the per-symbol and per-instrument blocks."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -225,10 +244,13 @@ class Metrics:
             "broker_gap_seconds", "Broker outage length reported by BROKER_RECONNECTED.", ("broker",)
         )
         self.stale_symbols = gauge("stale_symbols", "Symbols currently stale.", ("broker",))
-        self.symbol_stale_since = SymbolSeries()
+        self.symbol_stale_since = SeriesBlock(
+            "symbol_stale_since_timestamp_seconds",
+            "When the symbol went stale; present only while it is stale.", ("broker", "symbol"),
+        )
         self.symbol_series_dropped = counter(
             "symbol_series_dropped",
-            "Stale symbols not tracked because MONITOR_MAX_SYMBOL_SERIES was reached.",
+            "Stale symbols and instruments not tracked because MONITOR_MAX_SYMBOL_SERIES was reached.",
         )
         self.stale_duration = histogram(
             "stale_duration_seconds", "Length of a staleness episode, observed on FRESH.", ("broker",)
@@ -272,6 +294,38 @@ class Metrics:
             "gateway_stale_instruments", "Stale instruments reported by /health.", ("broker",)
         )
         self.build_info = gauge("build_info", "Monitor version (always 1).", ("version",))
+        # Feed health (monitor/feed.py): what the gateway cannot see about its own market data.
+        self.instruments = gauge(
+            "instruments", "Instruments tracked for feed health (seen ticking or expected).", ("broker",)
+        )
+        self.instrument_last_tick = SeriesBlock(
+            "instrument_last_tick_timestamp_seconds",
+            "Unix time of the instrument's last market-data frame.", ("broker", "symbol"),
+        )
+        self.instrument_silent_since = SeriesBlock(
+            "instrument_silent_since_timestamp_seconds",
+            "Present only while the instrument is silent: when its silence began (its last tick, "
+            "or when the monitor could last expect one).", ("broker", "symbol", "severity"),
+        )
+        self.silent_instruments = gauge("silent_instruments", "Instruments silent now.", ("broker",))
+        self.feed_frozen = gauge(
+            "feed_frozen", "1 while every instrument of the broker is silent and the broker is up.",
+            ("broker",),
+        )
+        self.silence_duration = histogram(
+            "silence_duration_seconds", "Length of an instrument's silence, observed when it ticks again.",
+            ("broker",),
+        )
+        self.quote_age = Histogram(
+            PREFIX + "quote_age_seconds",
+            "Age of sampled quotes at arrival: arrival time minus quote.timestamp.", ("broker",),
+            registry=registry, buckets=QUOTE_AGE_BUCKETS,
+        )
+        self.quote_timestamps_invalid = counter(
+            "quote_timestamps_invalid", "Sampled quotes whose timestamp was unusable, by reason.",
+            ("reason",),
+        )
+        self.blocks = [self.symbol_stale_since, self.instrument_last_tick, self.instrument_silent_since]
         self._initialise()
 
     def expose(self, accept: str = "", names: Sequence[str] = ()) -> tuple[bytes, str]:
@@ -281,13 +335,10 @@ class Metrics:
         """
         encoder, content_type = choose_encoder(accept)
         body = encoder(self.registry.restricted_registry(names) if names else self.registry)
-        if not names or SymbolSeries.NAME in names:
-            block = self.symbol_stale_since.exposition()
-            if body.endswith(OPENMETRICS_EOF):
-                body = body[: -len(OPENMETRICS_EOF)] + block + OPENMETRICS_EOF
-            else:
-                body += block
-        return body, content_type
+        blocks = b"".join(block.exposition() for block in self.blocks if not names or block.name in names)
+        if body.endswith(OPENMETRICS_EOF):
+            return body[: -len(OPENMETRICS_EOF)] + blocks + OPENMETRICS_EOF, content_type
+        return body + blocks, content_type
 
     def _initialise(self) -> None:
         for reason in DISCONNECT_REASONS:
@@ -303,6 +354,8 @@ class Metrics:
         ):
             for name in (*names, protocol.OTHER):
                 counter.labels(name)
+        for reason in QUOTE_TIMESTAMP_PROBLEMS:
+            self.quote_timestamps_invalid.labels(reason)
         for endpoint in PROBE_ENDPOINTS:
             self.probe_success.labels(endpoint)
             self.probe_duration.labels(endpoint)

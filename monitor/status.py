@@ -10,6 +10,7 @@ from typing import Any
 from . import __version__
 
 MAX_STALE_SHOWN = 200
+MAX_INSTRUMENTS_SHOWN = 200
 
 
 @dataclass
@@ -26,6 +27,10 @@ class Snapshot:
     """broker -> (state, since, what said so last: "frame" or "/health")."""
     stale: dict[str, dict[str, float]] = field(default_factory=dict)
     recent_critical: list[dict[str, Any]] = field(default_factory=list)
+    instruments: list[tuple[str, str, float | None, float | None, float, float | None]] | None = None
+    """Feed health, None when it is off: (broker, symbol, last tick, usual interval, threshold,
+    silent since) per instrument."""
+    now: float = 0.0
 
 
 _STYLE = """
@@ -95,6 +100,33 @@ def _stale(snap: Snapshot) -> str:
             f"<th>stale since</th></tr>{rows}</table>{more}")
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} s"
+
+
+def _instruments(snap: Snapshot) -> str:
+    if snap.instruments is None:
+        return "<h2>Instruments</h2><p>Feed health is off (MONITOR_FEED_HEALTH).</p>"
+    if not snap.instruments:
+        return "<h2>Instruments</h2><p>No market data seen yet, and none expected (SUBSCRIPTIONS).</p>"
+    # Silent ones first, then by broker and symbol.
+    rows = sorted(snap.instruments, key=lambda r: (r[5] is None, r[0], r[1]))
+    silent = sum(1 for r in rows if r[5] is not None)
+    body = "".join(
+        f"<tr><td>{escape(broker)}</td><td>{escape(symbol)}</td><td>{_time(last)}</td>"
+        f"<td>{_seconds(None if last is None else snap.now - last)}</td><td>{_seconds(usual)}</td>"
+        f"<td>{_seconds(threshold)}</td><td>"
+        f"{_badge('silent since ' + _time(since), 'bad') if since is not None else _badge('ticking', 'ok')}"
+        "</td></tr>"
+        for broker, symbol, last, usual, threshold, since in rows[:MAX_INSTRUMENTS_SHOWN]
+    )
+    more = (f"<p>… and {len(rows) - MAX_INSTRUMENTS_SHOWN} more.</p>"
+            if len(rows) > MAX_INSTRUMENTS_SHOWN else "")
+    return (f"<h2>Instruments ({len(rows)}, {silent} silent)</h2><table><tr><th>broker</th>"
+            "<th>symbol</th><th>last tick</th><th>ago</th><th>usual interval</th>"
+            f"<th>silent after</th><th>state</th></tr>{body}</table>{more}")
+
+
 def _critical(snap: Snapshot) -> str:
     if not snap.recent_critical:
         return "<h2>Recent critical events</h2><p>None since the monitor started.</p>"
@@ -114,7 +146,8 @@ def render(snap: Snapshot) -> str:
         '<meta http-equiv="refresh" content="5"><title>gateway-monitor</title>'
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>gateway-monitor {escape(__version__)}</h1>"
-        f"{_connection(snap)}{_probes(snap)}{_brokers(snap)}{_stale(snap)}{_critical(snap)}"
+        f"{_connection(snap)}{_probes(snap)}{_brokers(snap)}{_stale(snap)}{_instruments(snap)}"
+        f"{_critical(snap)}"
         '<h2>More</h2><p><a href="/metrics">/metrics</a> · <a href="/-/healthy">/-/healthy</a> · '
         '<a href="/-/ready">/-/ready</a></p></body></html>'
     )

@@ -20,7 +20,7 @@ from monitor.decode import (
     StalenessEvent,
     decode,
     leading_order_event,
-    market_data_type,
+    leading_tick,
     parse_timestamp,
     to_event,
 )
@@ -32,9 +32,24 @@ def event_of(frame: dict[str, object]) -> object:
     return to_event(kind, obj)
 
 
-@pytest.mark.parametrize("kind", ["quote", "candle", "trade"])
-def test_market_data_is_recognised_from_its_prefix(kind: str) -> None:
-    assert market_data_type(orjson.dumps({"type": kind, kind: {"symbol": "AAPL"}})) == kind
+QUOTE = {"type": "quote", "quote": {"symbol": "EURUSD:FxSpot", "provider": "saxo", "bid": "1.08451",
+                                    "ask": "1.08471", "last": "1.08461",
+                                    "timestamp": "2026-12-01T14:33:09.658893085Z"},
+         "timestamp": "2026-12-01T14:33:09.658894186Z"}
+CANDLE = {"type": "candle", "bar": {"symbol": "AAPL", "provider": "alpaca-paper", "timeframe": "1m",
+                                   "timestamp": "2026-12-01T14:33:00Z", "open": "1", "high": "2",
+                                   "low": "0.5", "close": "1.5", "volume": "100"},
+          "timestamp": "2026-12-01T14:34:00.001Z"}
+
+
+@pytest.mark.parametrize(("frame", "expected"), [
+    (QUOTE, ("quote", b'EURUSD:FxSpot","provider":"saxo')),
+    (CANDLE, ("candle", b'AAPL","provider":"alpaca-paper')),
+])
+def test_a_tick_and_its_instrument_are_read_from_the_gateways_usual_shape(
+    frame: dict[str, object], expected: tuple[str, bytes]
+) -> None:
+    assert leading_tick(orjson.dumps(frame)) == expected
 
 
 @pytest.mark.parametrize(
@@ -43,12 +58,16 @@ def test_market_data_is_recognised_from_its_prefix(kind: str) -> None:
         b'{"event_id":"evt_1","quote":{},"type":"quote"}',  # sorted keys: type is not first
         b'{"type": "quote"}',  # whitespace after the colon
         b'{"type":"quotes"}',
+        b'{"type":"quote","quote":{"provider":"saxo","symbol":"EURUSD","bid":"1"}}',  # other order
+        b'{"type":"quote","quote":{"symbol":"EURUSD","provider":"saxo"}}',  # no bid to end the key
+        b'{"type":"candle","bar":{"symbol":"AAPL","provider":"mock"}}',
+        b'{"type":"trade","trade":{"symbol":"AAPL"}}',  # an own fill: no instrument key
         b'{"type":"error","code":"LIQUIDATION"}',
         b"",
     ],
 )
 def test_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
-    assert market_data_type(frame) is None
+    assert leading_tick(frame) is None
 
 
 def test_declined_market_data_still_decodes_to_its_type() -> None:

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor import connection
-from monitor.decode import InvalidFrame, decode, market_data_type, trailing_market_data_type
+from monitor.decode import InvalidFrame, decode, leading_tick, trailing_market_data_type
 from monitor.events import EventHandler
+from monitor.feed import FeedHealth, FeedSettings
 from monitor.gateway_state import GatewayState
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
@@ -49,10 +50,12 @@ def test_the_prefilters_never_disagree_with_decode(
     kind: str, others: dict[str, Any], sort_keys: bool
 ) -> None:
     frame = orjson.dumps({"type": kind, **others}, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
-    for prefilter in (market_data_type, trailing_market_data_type):
-        found = prefilter(frame)
-        if found is not None:
-            assert found == decode(frame)[0]
+    found = trailing_market_data_type(frame)
+    if found is not None:
+        assert found == decode(frame)[0]
+    tick = leading_tick(frame)
+    if tick is not None:
+        assert tick[0] == decode(frame)[0]
 
 
 @pytest.mark.parametrize("kind", ["quote", "candle", "trade"])
@@ -76,10 +79,11 @@ def test_trailing_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> 
     assert trailing_market_data_type(frame) is None
 
 
-def processor(max_frame_bytes: int = 1 << 20) -> FrameProcessor:
+def processor(max_frame_bytes: int = 1 << 20, feed: bool = True) -> FrameProcessor:
     metrics = Metrics(CollectorRegistry())
     state = GatewayState(metrics, 10, grace_seconds=15.0)
-    return FrameProcessor(metrics.stream, EventHandler(metrics, state), max_frame_bytes)
+    health = FeedHealth(metrics, state, FeedSettings(), lambda: True) if feed else None
+    return FrameProcessor(metrics.stream, EventHandler(metrics, state), max_frame_bytes, health)
 
 
 def expected_counts(frames: list[bytes]) -> dict[str, int]:
@@ -103,9 +107,10 @@ def mixed_frames() -> list[bytes]:
     return [*frames, b"{broken", b"[1]", b'{"type": "quote"}']
 
 
-def test_a_batch_is_counted_as_decode_would_count_each_frame() -> None:
+@pytest.mark.parametrize("feed", [True, False])
+def test_a_batch_is_counted_as_decode_would_count_each_frame(feed: bool) -> None:
     frames = mixed_frames()
-    proc = processor()
+    proc = processor(feed=feed)
     proc.texts(frames)
     counted = {kind: n for kind, n in proc._frames.items() if n}
     assert counted == expected_counts(frames)
@@ -216,3 +221,25 @@ async def test_without_the_private_queue_the_pump_counts_the_same(
     assert reason == "closed_by_gateway"
     assert proc._frames["quote"] == FRAMES - 1 and proc._frames["ping"] == 1
     assert pongs == [connection.PONG]
+
+
+def test_quotes_and_candles_tick_their_instrument_in_any_shape_but_backtest_frames_do_not() -> None:
+    quote = {"symbol": "EURUSD", "provider": "saxo", "bid": "1", "ask": "1", "last": "1", "timestamp": "t"}
+    bar = {"symbol": "AAPL", "provider": "mock", "timeframe": "1m", "timestamp": "t", "open": "1"}
+    frames = [
+        orjson.dumps({"type": "quote", "quote": quote, "timestamp": "t"}),  # the gateway's usual shape
+        orjson.dumps({"type": "quote", "quote": dict(reversed(list({**quote, "symbol": "GBPUSD"}.items())))}),
+        orjson.dumps({"type": "candle", "bar": bar, "timestamp": "t"}),
+        orjson.dumps({"type": "candle", "timestamp": "t", "bar": {**bar, "symbol": "MSFT"}}),
+        orjson.dumps({"type": "quote", "quote": {**quote, "symbol": "BACKTEST"}, "event_id": "e1"},
+                     option=orjson.OPT_SORT_KEYS),
+        orjson.dumps({"type": "trade", "event": "TRADE_FILLED", "trade": {"symbol": "FILLED"}}),
+    ]
+    proc = processor()
+    proc.texts(frames)
+    feed = proc._feed
+    assert feed is not None
+    feed.merge()
+    assert sorted(feed.instruments) == [("mock", "AAPL"), ("mock", "MSFT"), ("saxo-sim", "EURUSD"),
+                                        ("saxo-sim", "GBPUSD")]
+    assert {k: n for k, n in proc._frames.items() if n} == {"quote": 3, "candle": 2, "trade": 1}

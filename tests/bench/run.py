@@ -494,7 +494,7 @@ def render_cost() -> dict[str, float]:
 
     metrics = Metrics(CollectorRegistry())
     for i in range(SERIES):
-        metrics.symbol_stale_since.set("alpaca-paper", f"SERIES{i:07d}", 1.77e9 + i)
+        metrics.symbol_stale_since.set(("alpaca-paper", f"SERIES{i:07d}"), 1.77e9 + i)
     out = {}
     for name, accept in (("text", ""), ("openmetrics", "application/openmetrics-text; version=1.0.0")):
         steady, changed = [], []
@@ -502,7 +502,7 @@ def render_cost() -> dict[str, float]:
             started = time.perf_counter()
             body, _ = metrics.expose(accept)
             steady.append((time.perf_counter() - started) * 1000)
-            metrics.symbol_stale_since.set("alpaca-paper", "CHANGED", i)
+            metrics.symbol_stale_since.set(("alpaca-paper", "CHANGED"), i)
             started = time.perf_counter()
             metrics.expose(accept)
             changed.append((time.perf_counter() - started) * 1000)

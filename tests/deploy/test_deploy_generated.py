@@ -165,7 +165,7 @@ def _allowed_metrics() -> dict[str, set[str]]:
     from monitor.metrics import Metrics
 
     metrics = Metrics(CollectorRegistry())
-    metrics.symbol_stale_since.set("mock", "AAPL", 1.0)  # this family's labels come from its samples
+    metrics.symbol_stale_since.set(("mock", "AAPL"), 1.0)  # this family's labels come from its samples
     labels: dict[str, set[str]] = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):

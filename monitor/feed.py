@@ -1,0 +1,449 @@
+"""Feed health: an instrument gone quiet, a feed frozen behind a live connection, late quotes.
+
+The gateway marks an instrument stale only when its broker socket drops; it has no timer. The
+monitor receives every market-data frame, so it can tell what the gateway cannot:
+
+- The frame path (monitor/stream.py) stores, per frame, `ticks[key] = arrival time`, where `key`
+  is the raw bytes `SYMBOL","provider":"PROVIDER` cut out of a quote or candle: byte
+  operations only, no JSON parse.
+- Once a second, `sweep()` takes that dict, resolves each new key to (broker, symbol), learns
+  each instrument's usual interval between ticks and decides which instruments are silent.
+- One quote every AGE_SAMPLE_SECONDS at most is parsed for its age at arrival.
+
+What "silent" means (README, "Feed health"): an instrument is silent when it has not ticked
+for longer than its threshold, max(floor, multiple x usual interval), while the monitor's socket
+is up, its broker is up and the gateway does not already report it stale. The clock of an
+instrument restarts whenever it becomes eligible again (a new connection, its broker back up,
+its FRESH), so no silence is carried over from a time the monitor could not expect ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from . import protocol
+from .decode import parse_timestamp
+from .feed_config import SilenceOverride, Subscription
+from .gateway_state import UP, GatewayState, symbol_label
+from .metrics import Children, Metrics
+
+log = structlog.get_logger("monitor.feed")
+
+SWEEP_SECONDS = 1.0
+LEARNING_WEIGHT = 0.05
+"""Weight of the newest gap in the usual interval: it follows about the last 20 gaps."""
+SHORTEST_GAP = 0.001
+AGE_SAMPLE_SECONDS = 0.01
+"""At most one sampled quote per 10 ms (100 a second): the first quote of a batch of frames."""
+FUTURE_TOLERANCE_SECONDS = 1.0
+MAX_QUOTE_AGE_SECONDS = 3600.0
+INVALID_LOG_SECONDS = 60.0
+BACKTEST = "tektii"
+"""The backtest engine's clock is not the wall clock: its instruments are never silent or late."""
+PROVIDER_SEPARATOR = b'","provider":"'
+DEFAULT_SEVERITY = "warning"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The silence settings of one instrument, after overrides."""
+
+    floor: float
+    multiple: float
+    threshold: float | None
+    severity: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """Feed-health configuration: defaults, overrides, expected instruments, series cap."""
+
+    floor: float = 60.0
+    multiple: float = 20.0
+    overrides: tuple[SilenceOverride, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    max_instruments: int = 1000
+
+    def rule(self, broker: str, symbol: str) -> Rule:
+        """Defaults, then the broker's override, then the instrument's (most specific wins)."""
+        values: dict[str, Any] = {"floor": self.floor, "multiple": self.multiple, "threshold": None,
+                                  "severity": DEFAULT_SEVERITY, "enabled": True}
+        matching = [o for o in self.overrides if o.broker == broker and o.instrument in (None, symbol)]
+        for override in sorted(matching, key=lambda o: o.instrument is not None):
+            for field, key in (("floor_seconds", "floor"), ("multiple", "multiple"),
+                               ("threshold_seconds", "threshold"), ("severity", "severity"),
+                               ("enabled", "enabled")):
+                if getattr(override, field) is not None:
+                    values[key] = getattr(override, field)
+        return Rule(**values)
+
+
+@dataclass(slots=True)
+class Instrument:
+    """What the monitor knows of one instrument's feed."""
+
+    broker: str
+    symbol: str
+    provider: str | None
+    """quote.provider as the gateway spells it; None for an instrument only expected so far."""
+    rule: Rule
+    min_interval: float = 0.0
+    """From SUBSCRIPTIONS: a candle-only subscription is quiet for a bar by design."""
+    last_tick: float | None = None
+    log_gap: float | None = None
+    eligible_since: float | None = None
+    silent_since: float | None = None
+
+    @property
+    def usual_interval(self) -> float | None:
+        """The geometric mean of recent gaps between ticks (None before the second tick)."""
+        return None if self.log_gap is None else math.exp(self.log_gap)
+
+    def threshold(self) -> float:
+        """Seconds without a tick after which the instrument is silent."""
+        if self.rule.threshold is not None:
+            return self.rule.threshold
+        usual = max(self.usual_interval or 0.0, self.min_interval)
+        return max(self.rule.floor, self.rule.multiple * usual)
+
+    def learn(self, gap: float) -> None:
+        """Fold one gap into the usual interval, in log space: one long pause moves it little."""
+        logged = math.log(max(gap, SHORTEST_GAP))
+        self.log_gap = logged if self.log_gap is None else self.log_gap + LEARNING_WEIGHT * (
+            logged - self.log_gap)
+
+
+def platform_candidates(provider: str) -> tuple[str, ...]:
+    """The platform ids a quote's `provider` may stand for.
+
+    Alpaca and Oanda send the platform id, Binance the product without live/testnet
+    (`binance-spot`), Saxo `saxo` for both saxo-sim and saxo-live, the mock `mock`.
+    """
+    text = provider.strip().lower()
+    if text in protocol.PLATFORMS:
+        return (text,)
+    prefixed = tuple(p for p in protocol.PLATFORMS if p.startswith(text + "-"))
+    if prefixed:
+        return prefixed
+    platform = protocol.normalise_broker(provider)
+    return () if platform in (protocol.OTHER, protocol.NO_BROKER) else (platform,)
+
+
+class FeedHealth:
+    """Per-instrument liveness, learned intervals, silences, frozen feeds and quote ages."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        state: GatewayState,
+        settings: FeedSettings,
+        connected: Callable[[], bool],
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._m = metrics
+        self._state = state
+        self._settings = settings
+        self._connected = connected
+        self._wall = wall
+        self.ticks: dict[bytes, float] = {}
+        """Filled by the frame path: raw key -> arrival time of its last frame."""
+        self.ticks_limit = 4 * max(settings.max_instruments, 100)
+        """Past this many keys the frame path merges at once (a flood of new symbols)."""
+        self.next_age_sample = 0.0
+        self.instruments: dict[tuple[str, str], Instrument] = {}
+        self._by_key: dict[bytes, Instrument | None] = {}
+        self._known: frozenset[str] = frozenset()
+        self._frozen: dict[str, float] = {}
+        self._brokers: set[str] = set()
+        self._quote_age = Children(metrics.quote_age)
+        self._silence_duration = Children(metrics.silence_duration)
+        self._invalid_logged: dict[str, tuple[float, int]] = {}
+        self._ambiguous: set[str] = set()
+        self._subscribed = {(s.platform, symbol_label(s.instrument)) for s in settings.subscriptions}
+        for sub in settings.subscriptions:
+            self._expect(sub)
+
+    # --- the frame path ---------------------------------------------------------------------
+
+    def tick_object(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        """A quote or candle that the frame path had to parse (not in the gateway's usual shape)."""
+        body = obj.get("quote" if kind == "quote" else "bar")
+        if isinstance(body, dict):
+            symbol, provider = body.get("symbol"), body.get("provider")
+            if isinstance(symbol, str) and isinstance(provider, str):
+                self.ticks[_key(symbol, provider)] = now
+
+    def sample_quote(self, data: bytes, now: float) -> None:
+        """Observe the age at arrival of one quote, `now` being its arrival time."""
+        self.next_age_sample = now + AGE_SAMPLE_SECONDS
+        try:
+            quote = orjson.loads(data).get("quote")
+        except (orjson.JSONDecodeError, AttributeError):
+            return  # not this module's to report: the frame is counted as it is
+        if not isinstance(quote, dict) or not isinstance(quote.get("provider"), str):
+            return
+        broker = self._broker_of(quote["provider"], str(quote.get("symbol", "")))
+        if broker == BACKTEST:
+            return
+        stamp = quote.get("timestamp")
+        sent = parse_timestamp(stamp)
+        if sent is None:
+            self._invalid_timestamp("missing" if stamp is None else "unparseable", stamp, now)
+        elif now - sent < -FUTURE_TOLERANCE_SECONDS:
+            self._invalid_timestamp("future", stamp, now)
+        elif now - sent > MAX_QUOTE_AGE_SECONDS:
+            self._invalid_timestamp("too_old", stamp, now)
+        else:
+            self._quote_age(broker).observe(max(0.0, now - sent))
+
+    def _invalid_timestamp(self, reason: str, stamp: object, now: float) -> None:
+        self._m.quote_timestamps_invalid.labels(reason).inc()
+        last, count = self._invalid_logged.get(reason, (-math.inf, 0))
+        if now - last >= INVALID_LOG_SECONDS:
+            log.warning("monitor.feed.quote_timestamp_invalid", reason=reason,
+                        timestamp=str(stamp)[:64], skipped_since_last_line=count)
+            self._invalid_logged[reason] = (now, 0)
+        else:
+            self._invalid_logged[reason] = (last, count + 1)
+
+    # --- connection -------------------------------------------------------------------------
+
+    def connection_opened(self) -> None:
+        """A new connection restarts every clock: nothing is silent because of a dead socket."""
+        now = self._wall()
+        for inst in self.instruments.values():
+            self._resume(inst, now, "connection_reset")
+            inst.eligible_since = None
+        self._sync_frozen(now, set())
+
+    # --- once a second ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sweep every SWEEP_SECONDS until cancelled; a bug costs one sweep, never the task."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("monitor.feed.sweep_failed")
+
+    def sweep(self) -> None:
+        """Take the ticks, decide silences and frozen feeds, export the counts."""
+        now = self._wall()
+        known = frozenset(self._state.brokers)
+        if known != self._known:
+            self._known = known
+            self._relabel()
+        self.merge()
+        connected = self._connected()
+        silent: dict[str, int] = {}
+        eligible: dict[str, int] = {}
+        for inst in self.instruments.values():
+            why_not = None if connected else "monitor_disconnected"
+            why_not = why_not or self._ineligible(inst)
+            if why_not is not None:
+                inst.eligible_since = None
+                self._resume(inst, now, why_not)
+                continue
+            if inst.eligible_since is None:
+                inst.eligible_since = now
+            eligible[inst.broker] = eligible.get(inst.broker, 0) + 1
+            if inst.silent_since is None:
+                since = max(inst.last_tick or -math.inf, inst.eligible_since)
+                if now - since > inst.threshold():
+                    self._silent(inst, since, now)
+            if inst.silent_since is not None:
+                silent[inst.broker] = silent.get(inst.broker, 0) + 1
+        self._sync_frozen(now, {b for b, n in eligible.items() if silent.get(b, 0) == n})
+        self._export(silent)
+
+    def merge(self) -> None:
+        """Fold the frame path's ticks into the instruments (a sweep does it first)."""
+        ticks, self.ticks = self.ticks, {}
+        by_key = self._by_key
+        for key, when in ticks.items():
+            inst = by_key.get(key)
+            if inst is None and key not in by_key:  # new; None means refused (counted once)
+                inst = by_key[key] = self._resolve(key)
+            if inst is not None:
+                self._tick(inst, when)
+        if len(self._by_key) > self.ticks_limit:
+            self._by_key.clear()  # keys that vary (a field the key should not have) re-resolve
+
+    def _tick(self, inst: Instrument, when: float) -> None:
+        last = inst.last_tick
+        if last is not None and when <= last:
+            return
+        # Only a gap in which a tick was expected all along teaches the usual interval.
+        if last is not None and inst.eligible_since is not None and last >= inst.eligible_since:
+            inst.learn(when - last)
+        inst.last_tick = when
+        self._m.instrument_last_tick.set((inst.broker, inst.symbol), when)
+        if inst.silent_since is not None:
+            self._silence_duration(inst.broker).observe(when - inst.silent_since)
+            self._resume(inst, when, "tick")
+
+    def _ineligible(self, inst: Instrument) -> str | None:
+        """Why no tick is expected of the instrument now, or None when one is."""
+        if not inst.rule.enabled or inst.broker == BACKTEST:
+            return "disabled"
+        view = self._state.brokers.get(inst.broker)
+        if view is None or view.state != UP:
+            return "broker_not_up"  # the broker's own alerts cover it
+        if inst.symbol in self._state.stale.get(inst.broker, ()):
+            return "gateway_reports_stale"  # the staleness alerts cover it
+        return None
+
+    def _silent(self, inst: Instrument, since: float, now: float) -> None:
+        inst.silent_since = since
+        self._m.instrument_silent_since.set((inst.broker, inst.symbol, inst.rule.severity), since)
+        usual = inst.usual_interval
+        fields = {"broker": inst.broker, "symbol": inst.symbol, "last_tick": _iso(inst.last_tick),
+                  "silent_seconds": round(now - since, 3), "threshold_seconds": round(inst.threshold(), 3),
+                  "usual_interval_seconds": None if usual is None else round(usual, 3),
+                  "severity": inst.rule.severity}
+        if inst.rule.severity == "critical":
+            log.error("monitor.feed.instrument_silent", **fields)
+        else:
+            log.warning("monitor.feed.instrument_silent", **fields)
+
+    def _resume(self, inst: Instrument, now: float, reason: str) -> None:
+        if inst.silent_since is None:
+            return
+        log.info("monitor.feed.instrument_resumed", broker=inst.broker, symbol=inst.symbol,
+                 silent_seconds=round(now - inst.silent_since, 3), reason=reason)
+        self._m.instrument_silent_since.remove((inst.broker, inst.symbol, inst.rule.severity))
+        inst.silent_since = None
+
+    def _sync_frozen(self, now: float, frozen: set[str]) -> None:
+        for broker in frozen - self._frozen.keys():
+            self._frozen[broker] = now
+            count = sum(1 for inst in self.instruments.values() if inst.broker == broker)
+            log.error("monitor.feed.frozen", broker=broker, instruments=count,
+                      hint="every instrument of the broker is silent while the broker is up")
+        for broker in self._frozen.keys() - frozen:
+            log.info("monitor.feed.unfrozen", broker=broker,
+                     frozen_seconds=round(now - self._frozen.pop(broker), 3))
+
+    def _export(self, silent: dict[str, int]) -> None:
+        tracked: dict[str, int] = {}
+        for inst in self.instruments.values():
+            tracked[inst.broker] = tracked.get(inst.broker, 0) + 1
+        for gone in self._brokers - tracked.keys():
+            for metric in (self._m.instruments, self._m.silent_instruments, self._m.feed_frozen):
+                metric.remove(gone)
+        self._brokers = set(tracked)
+        for broker, count in tracked.items():
+            self._m.instruments.labels(broker).set(count)
+            self._m.silent_instruments.labels(broker).set(silent.get(broker, 0))
+            self._m.feed_frozen.labels(broker).set(1 if broker in self._frozen else 0)
+
+    # --- instruments --------------------------------------------------------------------------
+
+    def _expect(self, sub: Subscription) -> None:
+        symbol = symbol_label(sub.instrument)
+        inst = self.instruments.get((sub.platform, symbol))
+        if inst is not None:
+            inst.min_interval = min(inst.min_interval, sub.min_interval)
+        elif self._room():
+            self.instruments[(sub.platform, symbol)] = Instrument(
+                sub.platform, symbol, None, self._settings.rule(sub.platform, symbol), sub.min_interval)
+        else:
+            self._m.symbol_series_dropped.inc()
+
+    def _resolve(self, key: bytes) -> Instrument | None:
+        """The instrument of a raw key, created when new; None when it cannot be tracked."""
+        parsed = _split(key)
+        if parsed is None:
+            return None
+        symbol, provider = symbol_label(parsed[0]), parsed[1]
+        broker = self._broker_of(provider, symbol)
+        inst = self.instruments.get((broker, symbol))
+        if inst is None:
+            if not self._room():
+                self._m.symbol_series_dropped.inc()
+                return None
+            inst = self.instruments[(broker, symbol)] = Instrument(
+                broker, symbol, provider, self._settings.rule(broker, symbol))
+        inst.provider = provider
+        return inst
+
+    def _room(self) -> bool:
+        return len(self.instruments) < self._settings.max_instruments
+
+    def _broker_of(self, provider: str, symbol: str) -> str:
+        """The platform id of a quote's provider: from SUBSCRIPTIONS, else the gateway's brokers.
+
+        Where neither decides (saxo, with both saxo-sim and saxo-live, or none known yet), the
+        gateway's own reading of the short name (saxo -> saxo-sim) is used; known platforms
+        are checked again whenever they change.
+        """
+        candidates = platform_candidates(provider)
+        if not candidates:
+            return protocol.OTHER
+        if len(candidates) == 1:
+            return candidates[0]
+        for narrowed in ([p for p in candidates if (p, symbol) in self._subscribed],
+                         [p for p in candidates if p in self._known]):
+            if len(narrowed) == 1:
+                return narrowed[0]
+        chosen = protocol.normalise_broker(provider)
+        if self._known and provider not in self._ambiguous:  # none known yet: relabelled later
+            self._ambiguous.add(provider)
+            log.warning("monitor.feed.provider_ambiguous", provider=provider, candidates=list(candidates),
+                        known=sorted(self._known), chosen=chosen,
+                        hint="give the monitor SUBSCRIPTIONS to name each instrument's platform")
+        return chosen
+
+    def _relabel(self) -> None:
+        """The gateway's platforms changed: instruments named by an ambiguous provider may move."""
+        self._by_key.clear()
+        now = self._wall()
+        for (broker, symbol), inst in list(self.instruments.items()):
+            if inst.provider is None or self._broker_of(inst.provider, symbol) == broker:
+                continue
+            self._resume(inst, now, "relabelled")
+            self._m.instrument_last_tick.remove((broker, symbol))
+            del self.instruments[(broker, symbol)]  # its next tick files it under the right broker
+
+    def rows(self) -> list[tuple[str, str, float | None, float | None, float, float | None]]:
+        """(broker, symbol, last tick, usual interval, threshold, silent since) per instrument."""
+        return [(i.broker, i.symbol, i.last_tick, i.usual_interval, i.threshold(), i.silent_since)
+                for i in self.instruments.values()]
+
+
+def _key(symbol: str, provider: str) -> bytes:
+    """The raw key of a parsed frame, as the frame path cuts it from the gateway's usual shape."""
+    return orjson.dumps(symbol)[1:-1] + PROVIDER_SEPARATOR + orjson.dumps(provider)[1:-1]
+
+
+def _split(key: bytes) -> tuple[str, str] | None:
+    """(symbol, provider) of a raw key; the key is JSON string content, so it is read as JSON."""
+    if key.count(PROVIDER_SEPARATOR) == 1 and b"\\" not in key:
+        symbol, provider = key.split(PROVIDER_SEPARATOR)
+        if b'"' not in symbol and b'"' not in provider:
+            return symbol.decode("utf-8", "replace"), provider.decode("utf-8", "replace")
+    try:  # escapes, or fields between symbol and provider: read the fragment as the object it is
+        body = orjson.loads(b'{"symbol":"' + key + b'"}')
+    except orjson.JSONDecodeError:
+        return None
+    symbol, provider = body.get("symbol"), body.get("provider")
+    if isinstance(symbol, str) and isinstance(provider, str):
+        return symbol, provider
+    return None
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
+
