@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from . import __version__, logs
 from .config import FLAG_ALIASES, SETTINGS, Config, ConfigError, load
+from .stopping import StopRequest, run_until_signal
 
 EXIT_BAD_CONFIG = 2
 
@@ -63,11 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "demo":
         from .demo import run_demo
 
-        return _run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
+        return run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
     if command == "simulate":
         from .simulator.cli import run_simulate
 
-        return _run_until_signal(run_simulate, args)
+        return run_until_signal(run_simulate, args)
     check = args.pop("check_config", False)
     config_file = args.pop("config", None)
     try:
@@ -81,23 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration is valid: {config!r}")
         return 0
     logs.configure(config.log_level, config.log_format)
-    return _run_until_signal(_run_monitor, config)
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGINT; carries the reason into the last log line."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self.event.set()
-
-    async def wait(self) -> str:
-        await self.event.wait()
-        return self.reason
+    return run_until_signal(_run_monitor, config)
 
 
 async def _run_monitor(config: Config, stop: StopRequest) -> None:
@@ -106,17 +88,3 @@ async def _run_monitor(config: Config, stop: StopRequest) -> None:
     monitor = Monitor(config)
     await monitor.start()
     await monitor.stop(f"received {await stop.wait()}")
-
-
-def _run_until_signal(target: Callable[..., Awaitable[None]], *args: Any) -> int:
-    """Run `target(*args, stop)` until SIGTERM/SIGINT; exit 0 on a requested stop."""
-
-    async def runner() -> None:
-        stop = StopRequest()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set, sig.name)
-        await target(*args, stop)
-
-    asyncio.run(runner())
-    return 0

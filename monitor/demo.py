@@ -8,10 +8,10 @@ import secrets
 
 from . import logs
 from .app import Monitor
-from .cli import StopRequest
 from .config import load
 from .simulator import Simulator
 from .simulator.scenarios import run_market_data, run_rounds
+from .stopping import StopRequest
 
 MARKET_DATA_RATE = 50.0
 

@@ -9,10 +9,10 @@ from typing import Any
 import structlog
 
 from monitor import logs, redaction
-from monitor.cli import StopRequest
 from monitor.simulator.market_data import run_market_data
 from monitor.simulator.scenarios import run_rounds
 from monitor.simulator.server import Simulator
+from monitor.stopping import StopRequest
 
 log = structlog.get_logger("simulator")
 
