@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from monitor.simulator import frames
-from monitor.simulator.gateway_metrics import GatewayMetrics
+from monitor.simulator.gateway_exposition import GatewayMetrics
 
 DEFAULT_BROKER = "alpaca-paper"
 GIT_SHA = "0000000000000000000000000000000000000000"

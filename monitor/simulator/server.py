@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from monitor.simulator import frames
 from monitor.simulator.clients import Client, Offer
-from monitor.simulator.gateway_metrics import SLOW_CONSUMER, GatewayMetrics
+from monitor.simulator.gateway_exposition import SLOW_CONSUMER, GatewayMetrics
 from monitor.simulator.http_api import (
     DEFAULT_BROKER,
     SHUTTING_DOWN_BODY,
