@@ -31,14 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway-monitor {__version__}")
     parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
                         help="validate the configuration, print it, exit 0 (valid) or 1")
-    sub = parser.add_subparsers(dest="command", metavar="{run,demo,simulate,soak}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,demo,simulate}")
     sub.add_parser("run", parents=[settings], help="observe a gateway (the default)")
     demo = sub.add_parser("demo", help="run the simulated gateway and the monitor against it")
     demo.add_argument("--listen", default="127.0.0.1:9478", help="the monitor's address")
     demo.add_argument("--gateway-listen", default="127.0.0.1:18080",
                       help="the simulated gateway's address")
     demo.add_argument("--pause", type=float, default=2.0, help="seconds between scenario steps")
-    sub.add_parser("soak", help="cycle every scenario and fault for minutes and report (see soak --help)")
     simulate = sub.add_parser("simulate", help="run the simulated gateway alone")
     simulate.add_argument("--listen", default="127.0.0.1:18080", help="host:port to serve on")
     simulate.add_argument("--api-key-file", default=None, help="require the key in this file")
@@ -52,10 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["soak"]:  # its own flags: see `gateway-monitor soak --help`
-        from .soak import main as soak_main
-
-        return soak_main(argv[1:])
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command", None) or "run"
     if command == "demo":
