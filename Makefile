@@ -48,7 +48,7 @@ reliability: $(BIN)/.installed tools
 
 ## A bounded soak: every scenario and fault, repeatedly (MINUTES=15 by default).
 soak: $(BIN)/.installed
-	$(BIN)/gateway-monitor soak --minutes $(or $(MINUTES),15) --report-dir build/soak
+	$(BIN)/python tests/harness/soak.py --minutes $(or $(MINUTES),15) --report-dir build/soak
 
 ## The performance benchmark: one table (tests/bench/RESULTS.md has a full run). QUICK=1 for a smoke run.
 bench: $(BIN)/.installed

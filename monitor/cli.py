@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from . import __version__, logs
 from .config import FLAG_ALIASES, SETTINGS, Config, ConfigError, load
+from .stopping import StopRequest, run_until_signal
 
 EXIT_BAD_CONFIG = 2
 
@@ -33,14 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway-monitor {__version__}")
     parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
                         help="validate the configuration, print it, exit 0 (valid) or 1")
-    sub = parser.add_subparsers(dest="command", metavar="{run,demo,simulate,soak}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,demo,simulate}")
     sub.add_parser("run", parents=[settings], help="observe a gateway (the default)")
     demo = sub.add_parser("demo", help="run the simulated gateway and the monitor against it")
     demo.add_argument("--listen", default="127.0.0.1:9478", help="the monitor's address")
     demo.add_argument("--gateway-listen", default="127.0.0.1:18080",
                       help="the simulated gateway's address")
     demo.add_argument("--pause", type=float, default=2.0, help="seconds between scenario steps")
-    sub.add_parser("soak", help="cycle every scenario and fault for minutes and report (see soak --help)")
     simulate = sub.add_parser("simulate", help="run the simulated gateway alone")
     simulate.add_argument("--listen", default="127.0.0.1:18080", help="host:port to serve on")
     simulate.add_argument("--api-key-file", default=None, help="require the key in this file")
@@ -54,20 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["soak"]:  # its own flags: see `gateway-monitor soak --help`
-        from .soak import main as soak_main
-
-        return soak_main(argv[1:])
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command", None) or "run"
     if command == "demo":
         from .demo import run_demo
 
-        return _run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
+        return run_until_signal(run_demo, args["listen"], args["gateway_listen"], args["pause"])
     if command == "simulate":
         from .simulator.cli import run_simulate
 
-        return _run_until_signal(run_simulate, args)
+        return run_until_signal(run_simulate, args)
     check = args.pop("check_config", False)
     config_file = args.pop("config", None)
     try:
@@ -81,23 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration is valid: {config!r}")
         return 0
     logs.configure(config.log_level, config.log_format)
-    return _run_until_signal(_run_monitor, config)
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGINT; carries the reason into the last log line."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self.event.set()
-
-    async def wait(self) -> str:
-        await self.event.wait()
-        return self.reason
+    return run_until_signal(_run_monitor, config)
 
 
 async def _run_monitor(config: Config, stop: StopRequest) -> None:
@@ -106,17 +83,3 @@ async def _run_monitor(config: Config, stop: StopRequest) -> None:
     monitor = Monitor(config)
     await monitor.start()
     await monitor.stop(f"received {await stop.wait()}")
-
-
-def _run_until_signal(target: Callable[..., Awaitable[None]], *args: Any) -> int:
-    """Run `target(*args, stop)` until SIGTERM/SIGINT; exit 0 on a requested stop."""
-
-    async def runner() -> None:
-        stop = StopRequest()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set, sig.name)
-        await target(*args, stop)
-
-    asyncio.run(runner())
-    return 0

@@ -8,10 +8,11 @@ import secrets
 
 from . import logs
 from .app import Monitor
-from .cli import StopRequest
 from .config import load
 from .simulator import Simulator
+from .simulator.control import control_routes
 from .simulator.scenarios import run_market_data, run_rounds
+from .stopping import StopRequest
 
 MARKET_DATA_RATE = 50.0
 
@@ -20,7 +21,7 @@ async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopReq
     """Run until `stop`: scenarios cycle on the simulator, the monitor observes it."""
     logs.configure("info", "auto")
     key = secrets.token_urlsafe(32)  # the demo exercises the auth path like a real deployment
-    sim = Simulator(api_key=key)
+    sim = Simulator(api_key=key, extra_routes=[control_routes])
     host, port = gateway_listen.rsplit(":", 1)
     await sim.start(host, int(port))
     config = load({"gateway_url": sim.url, "listen": listen, "probe_interval_seconds": 2.0,

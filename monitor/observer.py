@@ -16,7 +16,7 @@ from . import redaction
 from .backoff import Backoff
 from .config import Config
 from .connection import CannotConnect, Socket, connect, pump
-from .gateway_metrics import CONNECTIONS_ACTIVE
+from .gateway_metric_catalog import CONNECTIONS_ACTIVE
 from .metrics import Metrics
 from .probe import BodyTooLarge, read_body
 from .stream import FrameProcessor

@@ -11,6 +11,7 @@ from support import FAST
 from monitor.app import Monitor
 from monitor.config import load
 from monitor.simulator import Simulator
+from monitor.simulator.control import control_routes
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ async def simulator() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
     started: list[Simulator] = []
 
     async def make(**kwargs: Any) -> Simulator:
-        sim = Simulator(**kwargs)
+        sim = Simulator(extra_routes=[control_routes], **kwargs)
         await sim.start("127.0.0.1", 0)
         started.append(sim)
         return sim

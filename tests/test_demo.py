@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.net import free_port
 from support import get_metrics
-
-from monitor.soak import free_port
 
 
 async def test_demo_shows_every_kind_of_event_within_one_cycle(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.net import free_port
 from support import get_metrics, wait_for
-
-from monitor.soak import free_port
 
 KEY = "process-test-key-" + "z" * 30
 OLD_KEY = "process-old-key-" + "o" * 30

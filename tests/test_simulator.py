@@ -13,13 +13,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from harness.net import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.protocol import CRITICAL_ERROR_CODES, ERROR_CODES
 from monitor.simulator import SCENARIOS, Simulator, run_cycle, run_market_data, serve
 from monitor.simulator import frames as build
 from monitor.simulator.scenarios import CYCLE, DOCUMENTED_ONLY, RESTARTS
-from monitor.soak import free_port
 
 KEY = "simulator-test-key-" + "k" * 30
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

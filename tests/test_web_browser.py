@@ -18,11 +18,10 @@ import bcrypt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from harness.net import HOST
 from support import wait_for
 from test_status_page import CHROMIUM_FLAGS
 from tls_support import TestCA
-
-from monitor.soak import HOST
 
 USER, PASSWORD = "oncall", "browser-password-" + "b" * 16
 KEY = "browser-test-key-" + "k" * 30

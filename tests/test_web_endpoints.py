@@ -20,12 +20,12 @@ import bcrypt
 import pytest
 import yaml
 from cryptography import x509
+from harness.net import HOST
 from structlog.testing import capture_logs
 from tls_support import TestCA
 
 from monitor import webauth
 from monitor.app import Monitor
-from monitor.soak import HOST
 from monitor.webauth import BasicAuth
 
 USER, PASSWORD = "prometheus", "scrape-password-" + "p" * 20

@@ -10,8 +10,7 @@ from cryptography import x509  # never skipped: a missing package fails loudly
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from monitor.soak import HOST
+from harness.net import HOST
 
 
 def certificate(subject: str, issuer_key: ec.EllipticCurvePrivateKey | None, issuer: str | None,

@@ -6,7 +6,7 @@
     python deploy/grafana/dashboard.py --queries    print every panel query as JSON
 
 Queries use only metric names the monitor exports (CONTRACT) or the gateway serves
-(monitor/gateway_metrics.py); tests/deploy checks that against the monitor's registry and that table.
+(monitor/gateway_metric_catalog.py); tests/deploy checks that against the monitor's registry and that table.
 Standard library only, so that it runs anywhere Python does.
 """
 

@@ -9,10 +9,11 @@ from typing import Any
 import structlog
 
 from monitor import logs, redaction
-from monitor.cli import StopRequest
+from monitor.simulator.control import control_routes
 from monitor.simulator.market_data import run_market_data
 from monitor.simulator.scenarios import run_rounds
 from monitor.simulator.server import Simulator
+from monitor.stopping import StopRequest
 
 log = structlog.get_logger("simulator")
 
@@ -28,7 +29,7 @@ async def serve(
     stop: asyncio.Event,
 ) -> None:
     """Serve a simulator on host:port until `stop` is set."""
-    sim = Simulator(api_key=api_key)
+    sim = Simulator(api_key=api_key, extra_routes=[control_routes])
     sim.scenario_pause = pause
     await sim.start(host, port)
     log.info(

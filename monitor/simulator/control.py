@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
 from monitor.simulator.http_api import json_response
 from monitor.simulator.scenarios import RESTARTS, SCENARIOS, run_scenario
-
-if TYPE_CHECKING:
-    from monitor.simulator.server import Simulator
-
+from monitor.simulator.server import Simulator
 
 
 def _flag(request: web.Request, name: str, default: str = "1") -> bool:

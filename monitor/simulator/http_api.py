@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from monitor.simulator import frames
-
-if TYPE_CHECKING:
-    from monitor.simulator.server import Simulator
+from monitor.simulator.gateway_exposition import GatewayMetrics
 
 DEFAULT_BROKER = "alpaca-paper"
 GIT_SHA = "0000000000000000000000000000000000000000"
@@ -63,6 +61,21 @@ class EndpointOverride:
     delay: float | None = None
 
 
+class SimulatedGateway(Protocol):
+    """What these routes read of the simulated gateway (server.Simulator), at every request."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def shutting_down(self) -> bool: ...
+    @property
+    def providers(self) -> Mapping[str, Provider]: ...
+    @property
+    def overrides(self) -> Mapping[str, EndpointOverride]: ...
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+
+
 def json_response(body: object, *, status: int = 200) -> web.Response:
     """Serialise `body` with orjson into an application/json response."""
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
@@ -84,7 +97,7 @@ def authorised(request: web.Request, api_key: str | None) -> bool:
     return header_key is not None and _same(header_key, api_key)
 
 
-def health_body(sim: Simulator) -> dict[str, object]:
+def health_body(sim: SimulatedGateway) -> dict[str, object]:
     """The /health document for the simulator's current provider state."""
     providers: list[dict[str, object]] = []
     for platform, provider in sim.providers.items():
@@ -101,7 +114,7 @@ def health_body(sim: Simulator) -> dict[str, object]:
     }
 
 
-def probe_routes(sim: Simulator) -> list[web.RouteDef]:
+def probe_routes(sim: SimulatedGateway) -> list[web.RouteDef]:
     """Routes for /livez, /readyz, /health and /metrics (never behind the key)."""
 
     async def livez(_request: web.Request) -> web.Response:
@@ -130,7 +143,7 @@ def probe_routes(sim: Simulator) -> list[web.RouteDef]:
     ]
 
 
-def override_middleware(sim: Simulator) -> Middleware:
+def override_middleware(sim: SimulatedGateway) -> Middleware:
     """Middleware applying set_endpoint_override() faults to any path."""
 
     @web.middleware

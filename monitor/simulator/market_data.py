@@ -8,12 +8,9 @@ import random
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from monitor.simulator import frames
-
-if TYPE_CHECKING:
-    from monitor.simulator.server import Simulator
+from monitor.simulator.server import Simulator
 
 # Sleeping per frame would cap the rate at the timer resolution; frames go out in batches.
 TICK_SECONDS = 0.02

@@ -9,7 +9,6 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,13 +23,11 @@ from monitor.simulator.business import (
     position_body,
 )
 from monitor.simulator.market_data import run_market_data
+from monitor.simulator.server import Simulator
 
 __all__ = ["CYCLE", "SCENARIOS", "run_cycle", "run_market_data", "run_rounds", "run_scenario"]
 
-if TYPE_CHECKING:
-    from monitor.simulator.server import Simulator
-
-Scenario = Callable[["Simulator", float], Awaitable[None]]
+Scenario = Callable[[Simulator, float], Awaitable[None]]
 
 log = structlog.get_logger("simulator")
 STALE_SYMBOLS = ["AAPL", "MSFT"]

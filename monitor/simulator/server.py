@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -13,8 +13,7 @@ from aiohttp import WSMsgType, web
 
 from monitor.simulator import frames
 from monitor.simulator.clients import Client, Offer
-from monitor.simulator.control import control_routes
-from monitor.simulator.gateway_metrics import SLOW_CONSUMER, GatewayMetrics
+from monitor.simulator.gateway_exposition import SLOW_CONSUMER, GatewayMetrics
 from monitor.simulator.http_api import (
     DEFAULT_BROKER,
     SHUTTING_DOWN_BODY,
@@ -33,6 +32,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CLOSE_TIMEOUT_SECONDS = 2.0
 _CLOSED_TYPES = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
+RouteFactory = Callable[["Simulator"], Iterable[web.RouteDef]]
+"""Makes more routes for a simulator at start(), e.g. control.control_routes (the /_sim/ API)."""
+
 
 class Simulator:
     """An in-process gateway that behaves like the real one, with switches for its faults."""
@@ -45,16 +47,19 @@ class Simulator:
         backtest: bool = False,
         version: str = "0.2.3-sim",
         send_connected: bool = False,
+        extra_routes: Sequence[RouteFactory] = (),
     ) -> None:
         """`send_connected`: greet every client with CONNECTED, as the guide documents it.
 
         Off by default, like the real gateway (v0.2.0 sends no frame on connect).
+        `extra_routes`: served beside the gateway's own, e.g. `[control_routes]` for /_sim/.
         """
         self.api_key = api_key
         self.queue_size = queue_size
         self.backtest = backtest
         self.version = version
         self.send_connected = send_connected
+        self.extra_routes = tuple(extra_routes)
         self.received: list[str] = []
         self.upgrade_attempts = 0
         self.unauthorized_attempts = 0
@@ -97,7 +102,8 @@ class Simulator:
         )
         app.router.add_get("/v1/ws", self._ws_handler)
         app.router.add_routes(probe_routes(self))
-        app.router.add_routes(control_routes(self))
+        for routes in self.extra_routes:
+            app.router.add_routes(routes(self))
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=0.5
         )

@@ -30,7 +30,7 @@ from processes import (  # noqa: F401  (fixtures re-exported for the tests in th
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.gateway_metrics import exported_samples
+from monitor.gateway_metric_catalog import exported_samples
 from monitor.simulator.scenarios import SCENARIOS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ def monitor_scrape_names(monitor_scrape_text: str) -> set[str]:
 
 @pytest.fixture(scope="session")
 def gateway_metric_names() -> set[str]:
-    """Sample names the gateway exports, from the project's table (monitor/gateway_metrics.py)."""
+    """Sample names the gateway exports, from the project's table (monitor/gateway_metric_catalog.py)."""
     return set(exported_samples())
 
 

@@ -37,9 +37,8 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
+from harness.net import free_port
 from toolpaths import TOOLS_BIN
-
-from monitor.soak import free_port
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "run `sudo alerts/install-tools.sh` (installs prometheus and prometheus-alertmanager)"

@@ -1,7 +1,7 @@
 """Every metric an alert, a runbook query or a dashboard panel reads is really exported.
 
 "Exported" means: in the live scrape of a real monitor process after every simulator scenario
-(`monitor_scrape_names`), or in the gateway's metric table (monitor/gateway_metrics.py, which the
+(`monitor_scrape_names`), or in the gateway's metric table (monitor/gateway_metric_catalog.py, which the
 simulated gateway serves).
 """
 

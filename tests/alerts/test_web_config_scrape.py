@@ -25,10 +25,9 @@ import bcrypt
 import pytest
 import yaml
 from cryptography import x509
+from harness.net import free_port
 from processes import HOST, ManagedProcess, get_json, prometheus_config
 from tls_support import TestCA
-
-from monitor.soak import free_port
 
 USER, PASSWORD = "prometheus", "real-scrape-password-" + "r" * 16
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()

@@ -37,7 +37,9 @@ from typing import Any
 
 import aiohttp
 
-from monitor.soak import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for harness.*
+
+from harness.net import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -36,9 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from harness.net import HOST, free_port  # noqa: E402
 from tls_support import TestCA  # noqa: E402 - after the path set-up
-
-from monitor.soak import HOST, free_port  # noqa: E402
 
 PASSWORD = "bench-password-" + "x" * 16
 AUTH = "Basic " + base64.b64encode(f"prometheus:{PASSWORD}".encode()).decode()

@@ -25,10 +25,10 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
+from harness.net import free_port
 
 from monitor import protocol
 from monitor.config import SETTINGS
-from monitor.soak import free_port
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.gateway_metrics import exported_samples
+from monitor.gateway_metric_catalog import exported_samples
 
 RULES_DIR = REPO / "alerts" / "rules"
 JOB_NAMES = {"gateway", "gateway-monitor"}

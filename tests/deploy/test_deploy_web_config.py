@@ -18,12 +18,12 @@ import bcrypt
 import pytest
 import yaml
 from deploy_helpers import DEPLOY, Rendered, container, crd_validator, kustomize, pod_spec, run, tool
+from harness.net import free_port
 from test_deploy_checkov import _skips
 from test_deploy_manifests import _newest_known_version, _validate_core
 from tls_support import TestCA
 
 from monitor.config import ConfigError, load
-from monitor.soak import free_port
 
 COMPONENT = DEPLOY / "components" / "web-config"
 OVERLAY = DEPLOY / "overlays" / "prometheus-operator-tls"

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.gateway_process import GatewayProcess
+from harness.net import free_port
 from reliability_support import Figures, MonitorProcess
-
-from monitor.soak import GatewayProcess, free_port
 
 _FIGURES = Figures()
 _FIGURES_PATH: list[Path] = []

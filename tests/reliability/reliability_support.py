@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from harness.net import HOST, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from support import Scrape
-
-from monitor.soak import HOST, free_port
 
 # The in-process `monitor` fixture uses support.FAST; processes get the same timings as flags.
 PROCESS_SETTINGS: dict[str, Any] = {

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness.net import free_port
 
 from monitor.config import SETTINGS, ConfigError, load
-from monitor.soak import free_port
 
 # One invalid value per setting, as an operator might really mistype it.
 INVALID: dict[str, str] = {

@@ -11,11 +11,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from harness.net import HOST, free_port
 from reliability_support import SLACK
 from structlog.testing import capture_logs
 from support import sample, wait_for
-
-from monitor.soak import HOST, free_port
 
 ENDPOINTS = ("readyz", "livez", "health")
 CRITICAL = {"type": "error", "code": "POSITION_UNPROTECTED", "message": "stop-loss rejected"}

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import WSMsgType, web
+from harness.net import HOST, free_port
 from reliability_support import MonitorProcess
-
-from monitor.soak import HOST, free_port
 
 STOP_BOUND = 2.0
 KEY = "sigterm-test-key-" + "t" * 30

@@ -7,12 +7,12 @@ import traceback
 
 import aiohttp
 import pytest
+from harness.net import HOST, free_port
 from reliability_support import MonitorProcess
 from structlog.testing import capture_logs
 from support import sample, wait_for
 
 from monitor.connection import CannotConnect, connect
-from monitor.soak import HOST, free_port
 
 KEY = "leak-canary-key-" + "L" * 32
 WRONG = "wrong-gateway-key-" + "w" * 30

@@ -1,10 +1,10 @@
-"""The soak command, short: three cycles of every scenario and fault, in under a minute."""
+"""The soak (tests/harness/soak.py), short: three cycles of every scenario and fault, in under a minute."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.soak import run_soak
+from harness.soak import run_soak
 
 
 async def test_three_soak_cycles_stay_flat_and_count_every_critical_event(tmp_path: Path, figures) -> None:

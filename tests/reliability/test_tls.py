@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType, web
+from harness.net import HOST
 from tls_support import TestCA
-
-from monitor.soak import HOST
 
 KEY = "tls-test-key-" + "t" * 30
 

@@ -7,7 +7,7 @@ Its exposition differs from prometheus_client's: it has no `# HELP` lines, a ser
 from its first increment, and one counter (`gateway_ws_slow_consumer_disconnects`) has no
 `_total`.
 
-Read by the simulated gateway (monitor/simulator/gateway_metrics.py renders them) and by the
+Read by the simulated gateway (monitor/simulator/gateway_exposition.py renders them) and by the
 checks that every alert rule, runbook query and dashboard panel uses only exported names and
 labels (tests/alerts/test_metric_names.py, tests/deploy/test_deploy_generated.py).
 """

@@ -1,6 +1,6 @@
 """The gateway's own /metrics, rendered the way the real gateway's exporter renders them.
 
-Which metrics, of which type and labels: the table of monitor/gateway_metrics.py. Deliberately
+Which metrics, of which type and labels: the table of monitor/gateway_metric_catalog.py. Deliberately
 not prometheus_client: the real exposition has no `# HELP` lines, and a labelled series exists
 only from its first increment, which is what alerts must cope with.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from monitor.gateway_metrics import CONNECTIONS_ACTIVE, COUNTER, GATEWAY_METRICS, HISTOGRAM
-from monitor.gateway_metrics import SLOW_CONSUMER as SLOW_CONSUMER  # the simulator's server counts it
+from monitor.gateway_metric_catalog import CONNECTIONS_ACTIVE, COUNTER, GATEWAY_METRICS, HISTOGRAM
+from monitor.gateway_metric_catalog import SLOW_CONSUMER as SLOW_CONSUMER  # the simulator's server counts it
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -1,0 +1,1 @@
+"""Harnesses that run the monitor against simulated gateway processes: the soak (soak.py)."""
