@@ -15,6 +15,13 @@ Templates are plain Prometheus rule files in which `${...}` directives are expan
                                 first increment of a series that did not exist before
     ${source VALUE EXPR}        EXPR with the label source="VALUE"
     ${rename FROM TO EXPR}      EXPR with label FROM renamed to TO (gateway `platform` -> `broker`)
+    ${median HIST over NAME}    the median of histogram HIST over the window NAME, per gateway
+                                target and broker
+    ${events SEL over NAME}     how many times counter SEL went up within the window NAME, exactly
+                                (no extrapolation), a series born within it included
+    ${broker_wide RECORD}       the per-broker count RECORD is broker-wide: at least
+                                fleet_min_gateways and fleet_min_fraction of the broker's gateways
+    ${gateways_listed EXPR}     (annotation) the gateways where EXPR holds for the alert's broker
 
 Directives nest. `$labels`/`$value` of Prometheus templates are left alone (no brace after `$`).
 Every alert gets `runbook_url: <runbook_base_url>#<alertname lower-cased>`.
@@ -77,6 +84,10 @@ class Renderer:
             "increased": self._increased,
             "source": self._source,
             "rename": self._rename,
+            "median": self._median,
+            "events": self._events,
+            "broker_wide": self._broker_wide,
+            "gateways_listed": self._gateways_listed,
         }
 
     def expand(self, text: str, depth: int = 0) -> str:
@@ -142,6 +153,52 @@ class Renderer:
             "  and\n"
             f"  (count_over_time({sel}[{window}])\n"
             f"    < on (job, instance) group_left sum_over_time(up[{window}]))\n"
+            ")"
+        )
+
+    def _broker_wide(self, args: str) -> str:
+        record = args.strip()
+        if not re.fullmatch(r"[\w:]+", record):
+            raise TemplateError(f"expected ${{broker_wide RECORDED_METRIC}}, got {args!r}")
+        # Summed by broker: with Prometheus sharded, each shard records its own count.
+        count = f"sum by (broker) ({record})"
+        return (
+            f"({count} >= ${{fleet_min_gateways}})\n"
+            "and\n"
+            f"({count} >= ${{fleet_min_fraction}} * sum by (broker) (broker:gateway_monitor_gateways:count))"
+        )
+
+    def _gateways_listed(self, args: str) -> str:
+        if not args.strip():
+            raise TemplateError("expected ${gateways_listed EXPR}")
+        expr = args.strip().replace('"', '\\"')  # inside a Go template string
+        query = f"max by (namespace, pod, instance, broker) ({expr})"
+        return (
+            f'{{{{ range query "{query}" | sortByLabel "pod" }}}}'
+            "{{ if eq .Labels.broker $labels.broker }}"
+            "{{ if .Labels.pod }}{{ .Labels.namespace }}/{{ .Labels.pod }}{{ else }}{{ .Labels.instance }}{{ end }} "
+            "{{ end }}{{ end }}"
+        )
+
+    def _events(self, args: str) -> str:
+        match = re.fullmatch(r"(?s)(.+?)\s+over\s+(\w+)", args)
+        if not match:
+            raise TemplateError(f"expected ${{events SELECTOR over WINDOW}}, got {args!r}")
+        sel, window = match.group(1).strip(), self._window(match.group(2))
+        # A difference, not increase(): a recording evaluated once per window must add up to the
+        # events exactly, without increase()'s extrapolation to the window's edges.
+        return f"(({sel} - {sel} offset {window}) > 0 or ({sel} unless {sel} offset {window}))"
+
+    def _median(self, args: str) -> str:
+        match = re.fullmatch(r"(\w+)\s+over\s+(\w+)", args)
+        if not match:
+            raise TemplateError(f"expected ${{median HISTOGRAM over WINDOW}}, got {args!r}")
+        name, window = match.group(1), self._window(match.group(2))
+        return (
+            "histogram_quantile(0.5,\n"
+            "  sum by (job, instance, namespace, pod, broker, le) (\n"
+            f"    rate({name}_bucket[{window}])\n"
+            "  )\n"
             ")"
         )
 

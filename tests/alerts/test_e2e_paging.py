@@ -96,6 +96,9 @@ TEST_THRESHOLDS = {
     "no_frames_for": "30s",
     "invalid_frames_window": "20s",
     "slow_consumer_window": "20s",
+    "quote_age_window": "20s",
+    "quote_age_recent_window": "10s",
+    "fleet_rollup_interval": "20s",
 }
 ROOT_TIMINGS = {"group_wait": "3s", "group_interval": "5s", "repeat_interval": "1h"}
 ROUTE_TIMINGS = {

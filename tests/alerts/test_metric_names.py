@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 import pytest
-from alerts_support import ALERTS_DIR, BUILTIN_NAMES, EVENT_BORN_NAMES, REPO_ROOT
+import yaml
+from alerts_support import ALERTS_DIR, BUILTIN_NAMES, EVENT_BORN_NAMES, REPO_ROOT, rule_files
 from metric_names import names_in_expr
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "gateway-monitor.json"
@@ -62,16 +63,26 @@ def test_names_in_expr_rejects_garbage() -> None:
         names_in_expr("x $ y")
 
 
+def recording_rules() -> list[dict[str, Any]]:
+    """Every recording rule of alerts/rules/*.yml."""
+    return [rule for path in rule_files() for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"] if "record" in rule]
+
+
+RECORDED_NAMES = frozenset(rule["record"] for rule in recording_rules())
+
+
 def test_rule_expressions_use_only_exported_metrics(
     alerts: list[dict[str, Any]], monitor_scrape_names: set[str], gateway_metric_names: set[str]
 ) -> None:
-    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES
+    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES | RECORDED_NAMES
     used: set[str] = set()
-    for rule in alerts:
+    for rule in [*alerts, *recording_rules()]:
+        name = rule.get("alert") or rule["record"]
         names = names_in_expr(rule["expr"])
-        assert names or rule["alert"] == "Watchdog", rule["alert"]
+        assert names or name == "Watchdog", name
         unknown = names - known
-        assert not unknown, f"{rule['alert']} uses metrics nobody exports: {sorted(unknown)}"
+        assert not unknown, f"{name} uses metrics nobody exports: {sorted(unknown)}"
         used |= names
     # The check is not vacuous: both sources are really used.
     assert used & monitor_scrape_names and used & gateway_metric_names
@@ -80,7 +91,8 @@ def test_rule_expressions_use_only_exported_metrics(
 def test_runbook_queries_use_only_exported_metrics(
     monitor_scrape_names: set[str], gateway_metric_names: set[str]
 ) -> None:
-    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES | PROMETHEUS_SELF_METRICS
+    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES | RECORDED_NAMES
+    known |= PROMETHEUS_SELF_METRICS
     runbook = (ALERTS_DIR / "RUNBOOK.md").read_text()
     blocks = re.findall(r"```promql\n(.*?)```", runbook, flags=re.DOTALL)
     assert len(blocks) >= 15
@@ -135,7 +147,7 @@ def test_dashboard_queries_are_found() -> None:
 def test_dashboard_queries_use_only_exported_metrics(
     monitor_scrape_names: set[str], gateway_metric_names: set[str]
 ) -> None:
-    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES
+    known = monitor_scrape_names | gateway_metric_names | BUILTIN_NAMES | RECORDED_NAMES
     used: set[str] = set()
     for where, expr in dashboard_queries():
         names = names_in_expr(resolve_grafana(expr))
