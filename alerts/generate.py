@@ -176,8 +176,8 @@ class Renderer:
         return (
             f'{{{{ range query "{query}" | sortByLabel "pod" }}}}'
             "{{ if eq .Labels.broker $labels.broker }}"
-            "{{ if .Labels.pod }}{{ .Labels.namespace }}/{{ .Labels.pod }}{{ else }}{{ .Labels.instance }}{{ end }} "
-            "{{ end }}{{ end }}"
+            "{{ if .Labels.pod }}{{ .Labels.namespace }}/{{ .Labels.pod }}"
+            "{{ else }}{{ .Labels.instance }}{{ end }} {{ end }}{{ end }}"
         )
 
     def _events(self, args: str) -> str:

@@ -15,6 +15,9 @@ from .simulator.scenarios import run_market_data, run_rounds
 from .stopping import StopRequest
 
 MARKET_DATA_RATE = 50.0
+SILENCE_FLOOR_SECONDS = 3.0
+"""The demo's feed scenarios last seconds, not minutes: its monitor calls an instrument silent
+after 3 s without a tick (by default 60 s, or 20 of its usual intervals)."""
 
 
 async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopRequest) -> None:
@@ -25,7 +28,8 @@ async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopReq
     host, port = gateway_listen.rsplit(":", 1)
     await sim.start(host, int(port))
     config = load({"gateway_url": sim.url, "listen": listen, "probe_interval_seconds": 2.0,
-                   "probe_timeout_seconds": 1.0},
+                   "probe_timeout_seconds": 1.0, "silence_floor_seconds": SILENCE_FLOOR_SECONDS,
+                   "silence_multiple": 1.0},
                   environ={"GATEWAY_API_KEY": key})
     monitor = Monitor(config)
     await monitor.start()
@@ -33,6 +37,7 @@ async def run_demo(listen: str, gateway_listen: str, pause: float, stop: StopReq
         f"\n  simulated gateway: {sim.url}  (its own metrics: {sim.url}/metrics)\n"
         f"  monitor metrics:   http://{listen}/metrics\n"
         f"  monitor health:    http://{listen}/-/healthy  http://{listen}/-/ready\n"
+        f"  status page:       http://{listen}/  (silent after {SILENCE_FLOOR_SECONDS:g} s here)\n"
         f"  scenarios cycle every few seconds; the monitor logs one JSON line per event below.\n"
         f"  Ctrl-C stops.\n",
         flush=True,

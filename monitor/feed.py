@@ -41,7 +41,6 @@ log = structlog.get_logger("monitor.feed")
 SWEEP_SECONDS = 1.0
 LEARNING_WEIGHT = 0.05
 """Weight of the newest gap in the usual interval: it follows about the last 20 gaps."""
-SHORTEST_GAP = 0.001
 AGE_SAMPLE_SECONDS = 0.01
 """At most one sampled quote per 10 ms (100 a second): the first quote of a batch of frames."""
 FUTURE_TOLERANCE_SECONDS = 1.0
@@ -117,8 +116,12 @@ class Instrument:
         return max(self.rule.floor, self.rule.multiple * usual)
 
     def learn(self, gap: float) -> None:
-        """Fold one gap into the usual interval, in log space: one long pause moves it little."""
-        logged = math.log(max(gap, SHORTEST_GAP))
+        """Fold one gap into the usual interval, in log space: one long pause moves it little.
+
+        Ticks are seen once per sweep (the last one of each second), so gaps are measured to a
+        second: an instrument that ticks more often has a usual interval of one second.
+        """
+        logged = math.log(max(gap, SWEEP_SECONDS))
         self.log_gap = logged if self.log_gap is None else self.log_gap + LEARNING_WEIGHT * (
             logged - self.log_gap)
 

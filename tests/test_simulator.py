@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -154,6 +155,12 @@ EXPECTED: dict[str, tuple[list[tuple[str, str]], dict[tuple[str, tuple[tuple[str
         {("gateway_orders_submitted_total", ()): 1,
          ("gateway_order_events_total", (("event_type", "ORDER_FILLED"),)): 1},
     ),
+    # The feed scenarios send no frame and count nothing, as the real gateway: only market data
+    # changes (test_feed_scenarios_change_only_the_market_data).
+    "instrument_silent": ([], {}),
+    "feed_frozen": ([], {}),
+    "late_quotes": ([], {}),
+    "market_closed": ([], {}),
 }
 
 
@@ -498,7 +505,7 @@ async def test_market_data_sustains_a_high_rate(simulator: Make, session) -> Non
         frames.append(orjson.loads(msg.data))
     assert 800 <= len(frames) <= 1300
     symbols = {f["quote"]["symbol"] for f in frames if f["type"] == "quote"}
-    assert symbols == {"AAPL", "MSFT", "EUR/USD", "BTCUSDT"}
+    assert symbols == {"AAPL", "MSFT", "NVDA", "BTC/USD"}
     assert any(f["type"] == "candle" for f in frames)
     assert all(isinstance(f["quote"]["bid"], str) for f in frames if f["type"] == "quote")
 
@@ -601,3 +608,51 @@ async def test_simulate_subprocess_is_driven_over_http(session, tmp_path) -> Non
     assert proc.returncode == 0
     assert b"simulator.scenario.started" in stderr and KEY.encode() not in stderr
 
+
+
+async def market_frames(ws: Any, seconds: float) -> list[dict[str, Any]]:
+    """Every frame received within `seconds`."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except TimeoutError:
+            break
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            out.append(orjson.loads(msg.data))
+    return out
+
+
+@pytest.mark.parametrize(("scenario", "ticking", "late"), [
+    ("instrument_silent", {"AAPL", "NVDA", "BTC/USD"}, False),
+    ("feed_frozen", set(), False),
+    ("market_closed", set(), False),
+    ("late_quotes", {"AAPL", "MSFT", "NVDA", "BTC/USD"}, True),
+])
+async def test_feed_scenarios_change_only_the_market_data(
+    scenario: str, ticking: set[str], late: bool, simulator: Make, session
+) -> None:
+    sim = await simulator()
+    ws = await connect(session, sim)
+    stop = asyncio.Event()
+    running = asyncio.create_task(SCENARIOS[scenario](sim, 0.1))  # lasts 0.5 s
+    await asyncio.sleep(0)  # the scenario has set the market: every frame from here is under it
+    feed = asyncio.create_task(run_market_data(sim, 200, stop))
+    try:
+        during = await market_frames(ws, 0.3)
+        await running
+        after = await market_frames(ws, 0.3)
+        status, health = await get_json(session, sim.url + "/health")
+    finally:
+        stop.set()
+        await feed
+    symbols = {(f.get("quote") or f.get("bar") or {}).get("symbol") for f in during}
+    assert symbols == ticking and {f["type"] for f in during} <= {"quote", "candle"}
+    ages = [datetime.fromisoformat(f["timestamp"]) - datetime.fromisoformat(f["quote"]["timestamp"])
+            for f in during if f["type"] == "quote"]
+    assert all(abs(age.total_seconds() - (5.0 if late else 0.0)) < 0.5 for age in ages), ages
+    everyone = {"AAPL", "MSFT", "NVDA", "BTC/USD"}
+    assert {(f.get("quote") or f.get("bar") or {}).get("symbol") for f in after} == everyone
+    assert {f["quote"]["provider"] for f in after if f["type"] == "quote"} == {"alpaca-paper"}
+    assert status == 200 and health["status"] == "connected"  # /health never shows it

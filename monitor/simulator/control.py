@@ -118,6 +118,22 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         sim.clear_endpoint_overrides()
         return json_response({"ok": True})
 
+    async def market(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        muted, late, closed = body.get("muted"), body.get("late_seconds"), body.get("closed")
+        if not isinstance(muted, list | None) or not isinstance(late, int | float | None):
+            raise web.HTTPBadRequest(text="muted must be a list of symbols, late_seconds a number")
+        if not isinstance(closed, bool | None):
+            raise web.HTTPBadRequest(text="closed must be a bool")
+        if muted is not None:
+            sim.market.muted = {str(symbol) for symbol in muted}
+        if late is not None:
+            sim.market.late_seconds = float(late)
+        if closed is not None:
+            sim.market.closed = closed
+        return json_response({"muted": sorted(sim.market.muted), "late_seconds": sim.market.late_seconds,
+                              "closed": sim.market.closed})
+
     async def close_clients(request: web.Request) -> web.Response:
         code = int(_number(request, "code", 1001))
         sim.background(sim.close_clients(code))
@@ -137,6 +153,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post("/_sim/endpoint", endpoint),
         web.delete("/_sim/endpoint", clear_endpoints),
         web.post("/_sim/close_clients", close_clients),
+        web.post("/_sim/market", market),
     ]
 
 

@@ -38,8 +38,9 @@ def quote(
     *,
     size: str | None = None,
     timestamp: str | None = None,
+    quoted_at: str | None = None,
 ) -> Frame:
-    """Build a `quote` frame."""
+    """Build a `quote` frame; `quoted_at` is the quote's own time (default: the frame's)."""
     ts = timestamp or iso()
     body: Frame = {"symbol": symbol, "provider": provider, "bid": bid}
     if size is not None:
@@ -48,7 +49,7 @@ def quote(
     if size is not None:
         body["ask_size"] = size
     body["last"] = last
-    body["timestamp"] = ts
+    body["timestamp"] = quoted_at or ts
     return {"type": "quote", "quote": body, "timestamp": ts}
 
 

@@ -1,4 +1,10 @@
-"""A steady stream of quotes and candles over a handful of instruments."""
+"""A steady stream of quotes and candles over a handful of instruments, as the broker's feed allows.
+
+The instruments are the simulated gateway's own provider's (alpaca-paper, spelled as the Alpaca
+adapter spells `quote.provider`), so that the monitor files them under the broker /health lists.
+`sim.market` (monitor/simulator/market_state.py) mutes instruments, delays quotes or closes the
+market.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from monitor.simulator import frames
+from monitor.simulator.http_api import DEFAULT_BROKER
+from monitor.simulator.market_state import Market
 from monitor.simulator.server import Simulator
 
 # Sleeping per frame would cap the rate at the timer resolution; frames go out in batches.
@@ -31,11 +39,13 @@ class Instrument:
         """Advance the price by a few steps, never below one step."""
         self.price = max(self.step, self.price + self.step * rng.randint(-3, 3))
 
-    def quote(self) -> frames.Frame:
-        """The current bid/ask/last as a quote frame."""
+    def quote(self, late_seconds: float = 0.0) -> frames.Frame:
+        """The current bid/ask/last as a quote frame, quoted `late_seconds` before it is sent."""
         bid, ask = self.price - self.step, self.price + self.step
+        quoted_at = frames.iso_in(-late_seconds) if late_seconds else None
         return frames.quote(
-            self.symbol, self.provider, str(bid), str(ask), str(self.price), size=self.size
+            self.symbol, self.provider, str(bid), str(ask), str(self.price), size=self.size,
+            quoted_at=quoted_at,
         )
 
     def candle(self) -> frames.Frame:
@@ -51,14 +61,23 @@ class Instrument:
         return frames.candle(self.symbol, self.provider, ohlcv, timeframe="1m")
 
 
-def instruments() -> list[Instrument]:
-    """AAPL, MSFT, EUR/USD and BTCUSDT at plausible prices."""
+def instruments(provider: str = DEFAULT_BROKER) -> list[Instrument]:
+    """AAPL, MSFT, NVDA and BTC/USD at plausible prices."""
     return [
-        Instrument("AAPL", "alpaca", Decimal("150.25"), Decimal("0.01"), "200"),
-        Instrument("MSFT", "alpaca", Decimal("410.10"), Decimal("0.01"), "100"),
-        Instrument("EUR/USD", "oanda", Decimal("1.0846"), Decimal("0.0001"), "100000"),
-        Instrument("BTCUSDT", "binance", Decimal("42000.00"), Decimal("0.50"), "0.25"),
+        Instrument("AAPL", provider, Decimal("150.25"), Decimal("0.01"), "200"),
+        Instrument("MSFT", provider, Decimal("410.10"), Decimal("0.01"), "100"),
+        Instrument("NVDA", provider, Decimal("131.70"), Decimal("0.01"), "300"),
+        Instrument("BTC/USD", provider, Decimal("42000.00"), Decimal("0.50"), "0.25"),
     ]
+
+
+def next_frame(book: list[Instrument], sent: int, market: Market, rng: random.Random) -> frames.Frame | None:
+    """Frame number `sent` of the round robin over `book`, or None for an instrument not ticking."""
+    inst = book[sent % len(book)]
+    if not market.ticking(inst.symbol):
+        return None
+    inst.move(rng)
+    return inst.candle() if sent % CANDLE_EVERY == CANDLE_EVERY - 1 else inst.quote(market.late_seconds)
 
 
 async def run_market_data(sim: Simulator, rate: float, stop: asyncio.Event) -> None:
@@ -73,10 +92,9 @@ async def run_market_data(sim: Simulator, rate: float, stop: asyncio.Event) -> N
     while not stop.is_set():
         due = int((time.monotonic() - started) * rate) + 1
         for _ in range(due - sent):
-            inst = book[sent % len(book)]
-            inst.move(rng)
-            frame = inst.candle() if sent % CANDLE_EVERY == CANDLE_EVERY - 1 else inst.quote()
-            await sim.broadcast(frame)
+            frame = next_frame(book, sent, sim.market, rng)
+            if frame is not None:
+                await sim.broadcast(frame)
             sent += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(TICK_SECONDS, 1 / rate))

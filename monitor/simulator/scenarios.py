@@ -22,7 +22,7 @@ from monitor.simulator.business import (
     order_body,
     position_body,
 )
-from monitor.simulator.market_data import run_market_data
+from monitor.simulator.market_data import instruments, run_market_data
 from monitor.simulator.server import Simulator
 
 __all__ = ["CYCLE", "SCENARIOS", "run_cycle", "run_market_data", "run_rounds", "run_scenario"]
@@ -200,6 +200,46 @@ async def orders(sim: Simulator, pause: float) -> None:
     await sim.broadcast(frames.account("BALANCE_UPDATED", account_body(margin_used="1500.00")))
 
 
+# The feed-health scenarios leave /health green and send no frame, as the real gateway does: only
+# the market data changes. They last QUIET_PAUSES pauses, so that a monitor with a short silence
+# floor (the demo's) sees them.
+QUIET_PAUSES = 5
+SILENT_SYMBOL = "MSFT"
+
+
+async def instrument_silent(sim: Simulator, pause: float) -> None:
+    """One instrument stops ticking while the others go on (the broker muted it)."""
+    sim.market.muted.add(SILENT_SYMBOL)
+    await asyncio.sleep(pause * QUIET_PAUSES)
+    sim.market.muted.discard(SILENT_SYMBOL)
+
+
+async def feed_frozen(sim: Simulator, pause: float) -> None:
+    """Every instrument stops ticking while the broker connection stays up."""
+    symbols = {inst.symbol for inst in instruments()}
+    sim.market.muted |= symbols
+    await asyncio.sleep(pause * QUIET_PAUSES)
+    sim.market.muted -= symbols
+
+
+async def late_quotes(sim: Simulator, pause: float) -> None:
+    """Quotes arrive 5 s after their own timestamp (an exchange or broker falling behind)."""
+    sim.market.late_seconds = 5.0
+    await asyncio.sleep(pause * QUIET_PAUSES)
+    sim.market.late_seconds = 0.0
+
+
+async def market_closed(sim: Simulator, pause: float) -> None:
+    """The market closes: no market data at all, the broker stays connected, /health green.
+
+    On the wire a closed market is a frozen feed; Alertmanager's time intervals mute the feed
+    alerts outside trading hours (alerts/alertmanager.yml).
+    """
+    sim.market.closed = True
+    await asyncio.sleep(pause * QUIET_PAUSES)
+    sim.market.closed = False
+
+
 async def graceful_shutdown(sim: Simulator, pause: float) -> None:
     """The gateway is restarted: DISCONNECTING, close 1001, refused for 2 x pause, a new process."""
     await sim.graceful_shutdown(down_seconds=2 * pause)
@@ -221,6 +261,10 @@ SCENARIOS: dict[str, Scenario] = {
     "margin_call": margin_call,
     "unprotected_fill": unprotected_fill,
     "orders": orders,
+    "instrument_silent": instrument_silent,
+    "feed_frozen": feed_frozen,
+    "late_quotes": late_quotes,
+    "market_closed": market_closed,
     "broker_give_up": broker_give_up,
     "documented_recovery": documented_recovery,
     "graceful_shutdown": graceful_shutdown,

@@ -25,6 +25,7 @@ from monitor.simulator.http_api import (
     override_middleware,
     probe_routes,
 )
+from monitor.simulator.market_state import Market
 
 log = structlog.get_logger("simulator")
 
@@ -66,6 +67,7 @@ class Simulator:
         self.scenario_pause = 0.05
         self.metrics = GatewayMetrics(lambda: len(self._clients))
         self.providers: dict[str, Provider] = {DEFAULT_BROKER: Provider()}
+        self.market = Market()  # the broker's feed: a restart of the gateway does not change it
         self.overrides: dict[str, EndpointOverride] = {}
         self.shutting_down = False
         self._clients: set[Client] = set()

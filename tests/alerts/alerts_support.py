@@ -66,6 +66,13 @@ EVENT_BORN_NAMES = frozenset(
         "gateway_monitor_gateway_info",
         "gateway_monitor_gateway_broker_connected",
         "gateway_monitor_gateway_stale_instruments",
+        "gateway_monitor_instruments",
+        "gateway_monitor_instrument_last_tick_timestamp_seconds",
+        "gateway_monitor_instrument_silent_since_timestamp_seconds",
+        "gateway_monitor_silent_instruments",
+        "gateway_monitor_feed_frozen",
+        "gateway_monitor_silence_duration_seconds_bucket",
+        "gateway_monitor_quote_age_seconds_bucket",
     }
 )
 LIVE_SCRAPE_TIMEOUT = 20.0
@@ -97,7 +104,7 @@ async def scrape_until(monitor: ManagedProcess, predicate: Callable[[str], bool]
 
 
 async def drive_every_scenario(sim: ManagedProcess, monitor: ManagedProcess) -> None:
-    """Run every simulator scenario once, then leave one symbol stale."""
+    """Run every simulator scenario once, silence an instrument, then leave one symbol stale."""
     await scrape_until(monitor, lambda t: sample_value(t, "gateway_monitor_ws_connected") == 1, "connect")
     for scenario in SCENARIOS:
         await post(f"{sim.base_url}/_sim/scenario/{scenario}?pause=0.05")
@@ -107,6 +114,13 @@ async def drive_every_scenario(sim: ManagedProcess, monitor: ManagedProcess) -> 
                 lambda t: (sample_value(t, "gateway_monitor_ws_connects_total") or 0) >= 2,
                 "reconnect",
             )
+    # A silence that ends (the monitor calls 1 s of quiet a silence here), then one that lasts:
+    # instrument_silent_since exists only while an instrument is silent.
+    for muted in (["MSFT"], [], ["NVDA"]):
+        await post(f"{sim.base_url}/_sim/market", {"muted": muted})
+        name = "gateway_monitor_silence_duration_seconds_bucket" if not muted else \
+            "gateway_monitor_instrument_silent_since_timestamp_seconds"
+        await scrape_until(monitor, lambda t, name=name: name in sample_names(t), name)
     # A STALE without its FRESH: symbol_stale_since exists only while a symbol is stale.
     stale = {"type": "data_staleness", "event": "STALE", "symbols": ["LIVE"], "broker": "alpaca-paper"}
     await post(f"{sim.base_url}/_sim/frame", stale)
@@ -118,7 +132,8 @@ async def live_monitor_scrape(workdir: Path) -> str:
     try:
         sim = await start_simulator(workdir / "simulator")
         started.append(sim)
-        monitor = await start_monitor(workdir / "monitor", sim.base_url)
+        monitor = await start_monitor(workdir / "monitor", sim.base_url, "--silence-floor-seconds", "1",
+                                      "--silence-multiple", "1")
         started.append(monitor)
         await drive_every_scenario(sim, monitor)
         return await scrape_until(
