@@ -29,11 +29,14 @@ from deploy_helpers import (
     tool,
 )
 
+from monitor.config import load
+
 MONITOR_ENV = {
     "GATEWAY_URL": "http://127.0.0.1:8080",
     "GATEWAY_API_KEY_FILE": "/var/run/secrets/gateway/api-key",
     "MONITOR_LISTEN": "0.0.0.0:9478",
     "LOG_FORMAT": "json",
+    "SUBSCRIPTIONS": None,  # from the gateway's ConfigMap: test_monitor_expects_the_gateways_subscriptions
 }
 JOBS = {"http": "gateway", "monitor-metrics": "gateway-monitor"}
 
@@ -232,6 +235,20 @@ def test_gateway_listens_on_all_interfaces_with_valid_subscriptions(
     assert data["EXIT_STATE_FILE"].startswith("/var/lib/gateway/")
     mounts = {m["mountPath"] for m in container(deployment, "gateway")["volumeMounts"]}
     assert "/var/lib/gateway" in mounts
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_monitor_expects_the_gateways_subscriptions(rendered: dict[str, Rendered], name: str) -> None:
+    r = rendered[name]
+    deployment = r.get("Deployment")
+    ref = container(deployment, "gateway")["envFrom"][0]["configMapRef"]["name"]
+    monitor_env = {e["name"]: e for e in container(deployment, "gateway-monitor")["env"]}
+    assert monitor_env["SUBSCRIPTIONS"]["valueFrom"] == {
+        "configMapKeyRef": {"name": ref, "key": "SUBSCRIPTIONS"}}  # the same, hash-suffixed, ConfigMap
+    subscriptions = r.get("ConfigMap", ref)["data"]["SUBSCRIPTIONS"]
+    config = load({}, environ={"SUBSCRIPTIONS": subscriptions})
+    expected = {(s["platform"], s["instrument"]) for s in json.loads(subscriptions)}
+    assert {(s.platform, s.instrument) for s in config.subscriptions} == expected
 
 
 def test_images_are_pinned(rendered: dict[str, Rendered]) -> None:
