@@ -4,7 +4,8 @@ This is a smoke test of the harness, not of the performance targets (those need 
 machine and the full run: `make bench`). It checks what must hold on any machine: every
 process starts, every frame sent is counted by the monitor (the harness itself fails on
 any difference), the gateway-queue model drops nothing at 100k frames/s, each critical
-frame is counted exactly once, and the per-symbol series stay at their cap.
+frame is counted exactly once, the per-symbol series stay at their cap, and the `ratio` part
+(live and stress mixes against the receive-only clients) reports its rows.
 """
 
 from __future__ import annotations
@@ -38,3 +39,5 @@ def test_quick_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
     assert res["series"] >= 10_000
     assert res["memory"]["series"] <= 10_100  # the cap the harness configures
     assert res["memory"]["dropped_series"] > 0
+    assert "| 7 ratio live:" in proc.stdout and "| 7 ratio stress:" in proc.stdout
+    assert all(m["ratios"]["monitor"]["ratio_best"] > 0 for m in res["ratio"]["mixes"].values())

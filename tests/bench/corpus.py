@@ -1,11 +1,48 @@
-"""The benchmark's frames: a realistic, deterministic mix, pre-serialised and pre-framed.
+"""The benchmark's frames: realistic, deterministic mixes, pre-serialised and pre-framed.
 
-Mix (by count): 70% quote, 20% candle, 5% order, 5% monitoring frames (connection 1.5%,
-data_staleness 1.5%, rate_limit 1%, error 1%). Shapes follow the protocol docs and
-validate against the official SDK's models; keys are in the gateway's serde order
-(`type` first) unless `backtest=True`, which adds an `event_id` and sorts the keys as
-the backtest engine does. None of the background frames is critical: the critical
-frames of the no-loss check are placed by `with_criticals`, so their counts are exact.
+Two mixes (by count of frames):
+
+* ``stress`` (alias ``mix``, the corpus of the throughput, fixed-rate and no-loss parts since
+  the harness exists): 70% quote, 20% candle, 5% order, 5% monitoring frames (connection
+  1.5%, data_staleness 1.5%, rate_limit 1%, error 1%). Far more non-quote frames than a
+  gateway sends: it stresses the paths that decode, count by label and log.
+* ``live``: what a live gateway sends to one client subscribed to market data. The
+  proportions come from a model of the stream, not from any throughput target. The book is
+  this module's (50 Alpaca equities, 10 Binance spot pairs, 8 Oanda FX pairs), each
+  subscribed to `quote` and `candle`, in market hours, with one strategy trading it:
+
+  - Alpaca (paper: the IEX feed): ~2 quotes/s per stock, plus ~0.5 trades/s that the
+    gateway's adapter turns into quote frames (bid = ask = last = the trade price, `volume`
+    = its size, no `ask_size`); one minute bar per stock per minute. 50 x 2.5 = 125 quotes/s,
+    0.83 candles/s.
+  - Binance spot: `@bookTicker` pushes every change of the best bid/ask, ~10/s for an
+    average pair (majors far more, small pairs less): 100 quotes/s. Candles come from
+    `@kline_1m`, which pushes the open candle about every 2 s and the adapter forwards every
+    push (it does not wait for the closed candle): 10 x 0.5 = 5 candles/s.
+  - Oanda (practice): the pricing stream, ~2 prices/s per pair (Oanda sends at most ~4/s):
+    16 quotes/s; candles are polled once a minute: 0.13 candles/s.
+  - Orders: the strategy places ~6 orders a minute, ~2.5 updates each (created, partly
+    filled, filled or cancelled): 0.25 frames/s.
+  - Connection, staleness, rate-limit and error frames: about two a minute in all (a quiet
+    instrument going STALE and FRESH, a rate-limit warning, a rare reconnection or error).
+
+  Together ~247 frames/s: 97.47% quote, 2.41% candle, 0.10% order, 0.013% the rest. Candles
+  are ~2.4% rather than the ~0.4% of one bar per instrument per minute because of Binance's
+  kline pushes; with busier instruments (SIP data, majors) quotes are an even larger share.
+  The instruments are drawn in proportion to these rates (Binance: most candles, ~41% of
+  quotes), and the clock advances ~4 ms a frame, so the bars' minutes move as they would.
+
+Shapes follow the gateway's serde models (`type` first, optional fields left out when
+absent) as its adapters fill them: quotes `{"type":"quote","quote":{symbol, provider, bid,
+bid_size?, ask, ask_size?, last, volume?, timestamp},"timestamp"}`, candles `{"type":"candle",
+"bar":{symbol, provider, timeframe, timestamp, open, high, low, close, volume},"timestamp"}`.
+`provider` is spelled as each adapter's stream spells it: `alpaca-paper` (Alpaca: the
+platform id), `binance-spot` (Binance: the product, without live/testnet), `oanda-practice`
+(Oanda's stream: the platform id). Times are chrono's RFC 3339 (`AutoSi`: nanoseconds,
+`2026-12-01T14:33:09.658893085Z`; no fraction for a whole second, as a bar's start);
+Binance's decimals keep the 8 places of its strings. `backtest=True` adds an `event_id` and
+sorts the keys as the backtest engine does. None of the background frames is critical: the
+critical frames of the no-loss check are placed by `build(critical_every=...)`, so their counts are exact.
 """
 
 from __future__ import annotations
@@ -17,9 +54,12 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+START = datetime(2026, 12, 1, 14, 33, tzinfo=UTC)
+START_NS = int(START.timestamp()) * 1_000_000_000
 BROKERS = ("alpaca-paper", "binance-spot-live", "oanda-practice")
-PROVIDERS = {"alpaca-paper": "alpaca", "binance-spot-live": "binance", "oanda-practice": "oanda"}
+# `provider` of streamed market data, as each adapter spells it (see the module docstring).
+PROVIDERS = {"alpaca-paper": "alpaca-paper", "binance-spot-live": "binance-spot",
+             "oanda-practice": "oanda-practice"}
 EQUITIES = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO", "JPM", "V", "UNH", "XOM", "LLY",
     "MA", "JNJ", "PG", "HD", "COST", "MRK", "ABBV", "CVX", "CRM", "BAC", "NFLX", "AMD", "PEP", "KO",
@@ -29,18 +69,60 @@ EQUITIES = [
 CRYPTO = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT",
           "LINKUSDT", "DOTUSDT"]
 FX = ["EUR_USD", "GBP_USD", "USD_JPY", "AUD_USD", "USD_CAD", "USD_CHF", "NZD_USD", "EUR_GBP"]
-MIX = (
-    ("quote", 0.70),
-    ("candle", 0.20),
-    ("order", 0.05),
-    ("connection", 0.015),
-    ("data_staleness", 0.015),
-    ("rate_limit", 0.01),
-    ("error", 0.01),
-)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Frame kinds with their weights, and how instruments and the clock move."""
+
+    kinds: tuple[tuple[str, float], ...]
+    # Per-broker weight of an instrument when a quote / a candle is drawn; None: uniform.
+    quote_weight: dict[str, float] | None = None
+    candle_weight: dict[str, float] | None = None
+    gap_ns: tuple[int, int] = (2_000, 18_000)  # the clock's step between two frames
+    trade_share: float = 0.0  # of Alpaca quote frames: converted trades (with `volume`)
+
+
+MIXES = {
+    "stress": Mix(kinds=(
+        ("quote", 0.70),
+        ("candle", 0.20),
+        ("order", 0.05),
+        ("connection", 0.015),
+        ("data_staleness", 0.015),
+        ("rate_limit", 0.01),
+        ("error", 0.01),
+    )),
+    # Frames per second of the modelled live stream (module docstring); choices() normalises.
+    "live": Mix(
+        kinds=(
+            ("quote", 241.0),  # 50 x 2.5 (Alpaca) + 10 x 10 (Binance) + 8 x 2 (Oanda)
+            ("candle", 5.97),  # 50 / 60 + 10 x 0.5 + 8 / 60
+            ("order", 0.25),
+            ("connection", 0.005),
+            ("data_staleness", 0.015),
+            ("rate_limit", 0.008),
+            ("error", 0.005),
+        ),
+        quote_weight={"alpaca-paper": 2.5, "binance-spot-live": 10.0, "oanda-practice": 2.0},
+        candle_weight={"alpaca-paper": 1 / 60, "binance-spot-live": 0.5, "oanda-practice": 1 / 60},
+        gap_ns=(1, 8_000_000),  # ~4 ms a frame on average: ~247 frames/s
+        trade_share=0.2,
+    ),
+}
+ALIASES = {"mix": "stress"}  # the single mix's name before `live` existed
+MIX = MIXES["stress"].kinds
 # The frames the no-loss check counts one by one: each one is critical in the monitor
 # (logged at error level, remembered on the status page) and absent from the background.
 CRITICAL_KINDS = ("POSITION_UNPROTECTED", "BROKER_CONNECTION_FAILED", "MARGIN_CALL")
+
+
+def mix_name(name: str) -> str:
+    """The canonical name of a mix (`mix` is `stress`); KeyError for an unknown one."""
+    name = ALIASES.get(name, name)
+    if name not in MIXES:
+        raise KeyError(f"unknown mix {name!r}")
+    return name
 
 
 @dataclass
@@ -62,14 +144,29 @@ class Instrument:
 def instruments(rng: random.Random) -> list[Instrument]:
     book = [Instrument(s, "alpaca-paper", rng.uniform(20, 900), 0.01, 2, str(rng.choice((100, 200, 500))))
             for s in EQUITIES]
-    book += [Instrument(s, "binance-spot-live", rng.uniform(0.1, 60000), 0.01, 2,
-                        f"{rng.uniform(0.01, 5):.4f}") for s in CRYPTO]
-    book += [Instrument(s, "oanda-practice", rng.uniform(0.6, 150), 0.0001, 5, "100000") for s in FX]
+    # Binance's REST and stream decimals are strings with 8 places ("43251.12000000"); the
+    # gateway parses them into Decimals, which keep that scale when serialised.
+    book += [Instrument(s, "binance-spot-live", round(rng.uniform(0.1, 60000), 2), 0.01, 8,
+                        f"{rng.uniform(0.01, 5):.8f}") for s in CRYPTO]
+    book += [Instrument(s, "oanda-practice", rng.uniform(0.6, 150), 0.0001, 5, "1000000") for s in FX]
     return book
 
 
+def iso_ns(ns: int) -> str:
+    """Unix nanoseconds as chrono serialises a DateTime<Utc> (RFC 3339, `AutoSi`, `Z`)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if not frac:
+        return text + "Z"
+    if frac % 1_000_000 == 0:
+        return f"{text}.{frac // 1_000_000:03d}Z"
+    if frac % 1_000 == 0:
+        return f"{text}.{frac // 1_000:06d}Z"
+    return f"{text}.{frac:09d}Z"
+
+
 def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return iso_ns(int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000)
 
 
 @dataclass
@@ -113,13 +210,24 @@ def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 
 
 class _Builder:
-    def __init__(self, seed: int, backtest: bool) -> None:
+    def __init__(self, seed: int, backtest: bool, mix: Mix) -> None:
         self.rng = random.Random(seed)
         self.book = instruments(self.rng)
         self.backtest = backtest
-        self.now = START
+        self.mix = mix
+        self.now_ns = START_NS
         self.event_id = 0
         self.order_id = 0
+        self.quote_weights = self._weights(mix.quote_weight)
+        self.candle_weights = self._weights(mix.candle_weight)
+
+    def _weights(self, per_broker: dict[str, float] | None) -> list[float] | None:
+        return None if per_broker is None else [per_broker[i.broker] for i in self.book]
+
+    def pick(self, weights: list[float] | None) -> Instrument:
+        if weights is None:
+            return self.rng.choice(self.book)
+        return self.rng.choices(self.book, weights)[0]
 
     def dumps(self, frame: dict[str, object]) -> bytes:
         option = 0
@@ -130,36 +238,47 @@ class _Builder:
         return _exact(orjson.dumps(frame, option=option))
 
     def tick(self) -> str:
-        self.now += timedelta(microseconds=self.rng.randint(2, 18))
-        return iso(self.now)
+        """Advance the gateway's clock to this frame; its `timestamp` (Utc::now() when sent)."""
+        self.now_ns += self.rng.randint(*self.mix.gap_ns)
+        return iso_ns(self.now_ns)
+
+    def ago(self, ns: int) -> str:
+        return iso_ns(self.now_ns - ns)
 
     def frame(self, kind: str) -> dict[str, object]:
         ts = self.tick()
         return getattr(self, "_" + kind)(ts)
 
     def _quote(self, ts: str) -> dict[str, object]:
-        inst = self.rng.choice(self.book)
+        inst = self.pick(self.quote_weights)
         inst.move(self.rng)
-        body: dict[str, object] = {"symbol": inst.symbol, "provider": PROVIDERS[inst.broker],
-                                   "bid": inst.fmt(inst.price - inst.tick)}
-        sized = self.rng.random() < 0.8
-        if sized:
-            body["bid_size"] = inst.size
-        body["ask"] = inst.fmt(inst.price + inst.tick)
-        if sized:
-            body["ask_size"] = inst.size
-        body["last"] = inst.fmt(inst.price)
-        body["timestamp"] = ts
-        return {"type": "quote", "quote": body, "timestamp": ts}
+        provider = PROVIDERS[inst.broker]
+        if inst.broker == "alpaca-paper":
+            # Alpaca's own event time (nanoseconds), some milliseconds before the gateway sends.
+            quote_ts = self.ago(self.rng.randint(500_000, 25_000_000))
+            if self.rng.random() < self.mix.trade_share:  # a trade, converted to a quote
+                price, size = inst.fmt(inst.price), str(self.rng.randint(1, 400))
+                return {"type": "quote", "quote": {
+                    "symbol": inst.symbol, "provider": provider, "bid": price, "bid_size": size,
+                    "ask": price, "last": price, "volume": size, "timestamp": quote_ts,
+                }, "timestamp": ts}
+        else:  # Binance and Oanda stamp the quote with Utc::now() while converting it
+            quote_ts = self.ago(self.rng.randint(300, 3_000))
+        return {"type": "quote", "quote": {
+            "symbol": inst.symbol, "provider": provider, "bid": inst.fmt(inst.price - inst.tick),
+            "bid_size": inst.size, "ask": inst.fmt(inst.price + inst.tick), "ask_size": inst.size,
+            "last": inst.fmt(inst.price),  # the mid, as the adapters report it
+            "timestamp": quote_ts,
+        }, "timestamp": ts}
 
     def _candle(self, ts: str) -> dict[str, object]:
-        inst = self.rng.choice(self.book)
+        inst = self.pick(self.candle_weights)
         inst.move(self.rng)
         spread = inst.tick * self.rng.randint(2, 30)
-        bar_start = iso(self.now.replace(second=0, microsecond=0))
+        minute = 60 * 1_000_000_000
         bar: dict[str, object] = {
             "symbol": inst.symbol, "provider": PROVIDERS[inst.broker], "timeframe": "1m",
-            "timestamp": bar_start, "open": inst.fmt(inst.price - inst.tick),
+            "timestamp": iso_ns(self.now_ns // minute * minute), "open": inst.fmt(inst.price - inst.tick),
             "high": inst.fmt(inst.price + spread), "low": inst.fmt(inst.price - spread),
             "close": inst.fmt(inst.price), "volume": str(self.rng.randint(100, 2_000_000)),
         }
@@ -200,16 +319,16 @@ class _Builder:
         symbols = [inst.symbol, *(i.symbol for i in self.rng.sample(self.book, self.rng.randint(0, 2)))]
         if self.rng.random() < 0.5:
             return {"type": "data_staleness", "event": "STALE", "symbols": symbols,
-                    "stale_since": iso(self.now - timedelta(seconds=30)), "broker": inst.broker,
-                    "timestamp": ts}
+                    "stale_since": self.ago(30_000_000_000), "broker": inst.broker, "timestamp": ts}
         return {"type": "data_staleness", "event": "FRESH", "symbols": symbols, "broker": inst.broker,
                 "timestamp": ts}
 
     def _rate_limit(self, ts: str) -> dict[str, object]:
         hit = self.rng.random() < 0.2
+        reset = (self.now_ns // 1_000_000_000 + self.rng.randint(1, 60)) * 1_000_000_000
         return {"type": "rate_limit", "event": "RATE_LIMIT_HIT" if hit else "RATE_LIMIT_WARNING",
                 "requests_remaining": 0 if hit else self.rng.randint(1, 40),
-                "reset_at": iso(self.now + timedelta(seconds=self.rng.randint(1, 60))), "timestamp": ts}
+                "reset_at": iso_ns(reset), "timestamp": ts}
 
     def _error(self, ts: str) -> dict[str, object]:
         if self.rng.random() < 0.5:
@@ -233,11 +352,13 @@ class _Builder:
         return {"type": "account", "event": "MARGIN_CALL", "account": account, "timestamp": ts}
 
 
-def build(count: int, seed: int = 7, *, backtest: bool = False, critical_every: int = 0) -> Corpus:
-    """`count` frames of the mix; every `critical_every`-th one is replaced by a critical frame."""
-    builder = _Builder(seed, backtest)
-    kinds = [k for k, _ in MIX]
-    weights = [w for _, w in MIX]
+def build(count: int, seed: int = 7, *, mix: str = "stress", backtest: bool = False,
+          critical_every: int = 0) -> Corpus:
+    """`count` frames of `mix`; every `critical_every`-th one is replaced by a critical frame."""
+    spec = MIXES[mix_name(mix)]
+    builder = _Builder(seed, backtest, spec)
+    kinds = [k for k, _ in spec.kinds]
+    weights = [w for _, w in spec.kinds]
     payloads: list[bytes] = []
     chosen: list[str] = []
     critical: list[str | None] = []

@@ -31,14 +31,16 @@ from monitor.stream import FrameProcessor
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=100_000)
-    parser.add_argument("--corpus", choices=("mix", "backtest"), default="mix")
+    parser.add_argument("--corpus", choices=("stress", "live", "mix", "backtest"), default="stress",
+                        help="a mix of corpus.py (mix = stress), or backtest (stress, sorted keys)")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--batch", type=int, default=200,
                         help="frames per FrameProcessor.texts() call (the pump's batches); 1: text()")
     args = parser.parse_args()
-    c = corpora.build(args.frames, backtest=args.corpus == "backtest")
+    backtest = args.corpus == "backtest"
+    c = corpora.build(args.frames, mix="stress" if backtest else args.corpus, backtest=backtest)
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "log").open("w") as stream:
         logs.configure(args.log_level, "json", stream=stream)
         metrics = Metrics(CollectorRegistry())

@@ -2,7 +2,10 @@
 
     .venv/bin/python tests/bench/run.py            full run (about 5 minutes, installs the SDK
                                                    into .venv-sdk the first time)
-    .venv/bin/python tests/bench/run.py --quick    the CI smoke: small counts, no SDK (~25 s)
+    .venv/bin/python tests/bench/run.py --quick    the CI smoke: small counts, no SDK (~30 s)
+    .venv/bin/python tests/bench/run.py --only ratio                 monitor / receive-only client,
+                                                   live and stress mixes, best of 3 interleaved runs
+    .venv/bin/python tests/bench/run.py --compare DIR --only ratio   the same ratios, before and after
 
 Every party is its own process on 127.0.0.1: the sender (tests/bench/sender.py), the monitor
 (`python -m monitor`, configured by flags and env vars as in production), the receive-only
@@ -10,7 +13,8 @@ aiohttp sink (tests/bench/sink.py) and the SDK client (tests/bench/sdk_client.py
 Frames are counted from the monitor's /metrics (gateway_monitor_frames_total) and drops from
 the sender's own counter; CPU comes from /proc/<pid>/stat, RSS from /proc/<pid>/status.
 With 2 cores the figures are noisy: each throughput figure is the median of several runs,
-interleaved with the runs it is compared to.
+interleaved with the runs it is compared to. The `ratio` part reports the best of its runs
+(and the medians): on a shared machine the best run is the one least disturbed by other jobs.
 """
 
 from __future__ import annotations
@@ -60,6 +64,13 @@ CRITICAL = {  # critical frame kind -> (metric, labels) that counts it
                                  {"event": "BROKER_CONNECTION_FAILED", "broker": "alpaca-paper"}),
     "MARGIN_CALL": ("gateway_monitor_account_events_total", {"event": "MARGIN_CALL"}),
 }
+# The `ratio` part: monitor frames/s over the fastest receive-only client's, best run of each.
+# These are the acceptance criteria of per-quote work in the frame path.
+RATIO_TARGETS = {"live": 0.78, "stress": 0.38}
+RATIO_MIXES = tuple(RATIO_TARGETS)
+SINKS = {"sink": (), "sink_batched": ("--batched",)}  # tests/bench/sink.py variants -> arguments
+SINK_LABELS = {"sink": "receive() per frame", "sink_batched": "batched reads, as the pump"}
+MIX_LABELS = {"live": "live mix (97% quote)", "stress": "stress mix (70/20/5/5)"}
 
 
 @dataclass
@@ -77,14 +88,17 @@ class Plan:
     symbols: int
     backtest: bool
     log_cost: bool
+    ratio_reps: int
 
 
 FULL = Plan(flood=1_000_000, reps=5, sdk_frames=300_000, sdk_reps=3, rate_seconds=6.0, rate_reps=3,
             rates=(10_000, 50_000, 100_000), soak_rate=100_000, soak_seconds=30.0,
-            memory_frames=(1_000_000, 5_000_000), symbols=1_000_000, backtest=True, log_cost=True)
+            memory_frames=(1_000_000, 5_000_000), symbols=1_000_000, backtest=True, log_cost=True,
+            ratio_reps=3)
 QUICK = Plan(flood=200_000, reps=1, sdk_frames=0, sdk_reps=0, rate_seconds=1.5, rate_reps=1,
              rates=(10_000, 50_000, 100_000), soak_rate=100_000, soak_seconds=4.0,
-             memory_frames=(200_000, 1_000_000), symbols=100_000, backtest=False, log_cost=False)
+             memory_frames=(200_000, 1_000_000), symbols=100_000, backtest=False, log_cost=False,
+             ratio_reps=1)
 
 
 # ---------------------------------------------------------------- processes and /proc
@@ -266,10 +280,10 @@ def series(samples: dict[Any, float], name: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def client(script: Path, python: str, url: str, count: int
+async def client(script: Path, python: str, url: str, count: int, extra: tuple[str, ...] = ()
                  ) -> AsyncIterator[asyncio.subprocess.Process]:
     proc = await asyncio.create_subprocess_exec(
-        python, str(script), "--url", url, "--count", str(count), stdout=subprocess.PIPE, cwd=HERE)
+        python, str(script), "--url", url, "--count", str(count), *extra, stdout=subprocess.PIPE, cwd=HERE)
     try:
         yield proc
     finally:
@@ -294,9 +308,9 @@ class Results:
 
 
 async def flood_client(sender: Sender, script: Path, python: str, role: str, n: int,
-                       corpus: str = "mix") -> dict[str, float]:
+                       corpus: str = "stress", extra: tuple[str, ...] = ()) -> dict[str, float]:
     url = f"ws://127.0.0.1:{sender.port}/v1/ws?role={role}"
-    async with client(script, python, url, n) as proc:
+    async with client(script, python, url, n, extra) as proc:
         assert proc.stdout is not None
         json.loads(await asyncio.wait_for(proc.stdout.readline(), 120))
         await sender.cmd("wait", role=role)
@@ -309,7 +323,7 @@ async def flood_client(sender: Sender, script: Path, python: str, role: str, n: 
             **({"dropped": out["dropped"]} if "dropped" in out else {})}
 
 
-async def flood_monitor(sender: Sender, mon: Monitor, n: int, corpus: str = "mix") -> dict[str, float]:
+async def flood_monitor(sender: Sender, mon: Monitor, n: int, corpus: str = "stress") -> dict[str, float]:
     base = await mon.frames()
     cpu0 = await wait_idle(mon.pid)
     sent = await sender.cmd("flood", role=mon.role, corpus=corpus, count=n)
@@ -336,7 +350,7 @@ async def sender_ceiling(sender: Sender, n: int) -> float:
     try:
         await sender.cmd("wait", role="discard")
         reader = loop.run_in_executor(None, drain)
-        sent = await sender.cmd("flood", role="discard", corpus="mix", count=n, close=True)
+        sent = await sender.cmd("flood", role="discard", corpus="stress", count=n, close=True)
         eof = await reader
     finally:
         sock.close()
@@ -364,6 +378,62 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+async def ratio_runs(sender: Sender, monitors: dict[str, Monitor], n: int, reps: int
+                     ) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Flood `n` frames of each ratio mix into each consumer, interleaved, `reps` times.
+
+    Consumers: both receive-only clients (SINKS, a new process per run) and each monitor (its
+    own long-lived process). One round runs every consumer on both mixes; the order of the
+    consumers rotates from round to round, so none is always first or always after another.
+    """
+    names = [*SINKS, *monitors]
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {m: {c: [] for c in names} for m in RATIO_MIXES}
+    for rep in range(reps):
+        shift = rep % len(names)
+        for mix in RATIO_MIXES:
+            for name in names[shift:] + names[:shift]:
+                if name in SINKS:
+                    r = await flood_client(sender, HERE / "sink.py", sys.executable, "sink", n,
+                                           corpus=mix, extra=SINKS[name])
+                else:
+                    r = await flood_monitor(sender, monitors[name], n, corpus=mix)
+                runs[mix][name].append(r)
+    return runs
+
+
+def ratio_summary(runs: dict[str, list[dict[str, float]]], monitors: list[str], mix: str) -> dict[str, Any]:
+    """Best and median of each consumer; each monitor's ratio to the faster receive-only client."""
+    consumers = {}
+    for name, rs in runs.items():
+        best = max(rs, key=lambda r: r["fps"])
+        consumers[name] = {"best_fps": best["fps"], "best_us": best["us"],
+                           "median_fps": statistics.median(r["fps"] for r in rs),
+                           "median_us": statistics.median(r["us"] for r in rs),
+                           "runs_fps": [round(r["fps"]) for r in rs],
+                           "runs_us": [round(r["us"], 3) for r in rs]}
+    ceiling = max(SINKS, key=lambda s: consumers[s]["best_fps"])
+    top = consumers[ceiling]
+    target = RATIO_TARGETS[mix]
+    ratios = {}
+    for m in monitors:
+        best = consumers[m]["best_fps"] / top["best_fps"]
+        ratios[m] = {"ratio_best": best, "ratio_median": consumers[m]["median_fps"] / top["median_fps"],
+                     "cpu_ratio": top["median_us"] / consumers[m]["median_us"], "ok": best >= target}
+    return {"consumers": consumers, "ceiling": ceiling, "target": target, "ratios": ratios}
+
+
+async def ratio(res: Results, plan: Plan, sender: Sender, workdir: Path,
+                session: aiohttp.ClientSession) -> None:
+    """Monitor / fastest receive-only client, live and stress mixes, best of `ratio_reps` runs."""
+    mon = await Monitor.start(sender, workdir, "monitor-ratio", session, role="ratio")
+    try:
+        runs = await ratio_runs(sender, {"monitor": mon}, plan.flood, plan.ratio_reps)
+    finally:
+        await mon.stop()
+    res["ratio"] = {"frames": plan.flood, "reps": plan.ratio_reps,
+                    "mixes": {mix: ratio_summary(runs[mix], ["monitor"], mix) for mix in RATIO_MIXES}}
+
+
 def sdk_venv(venv: Path) -> tuple[Path, list[str]]:
     """The SDK's own virtual environment (it pins websockets<17): created on first use."""
     python = venv / "bin" / "python"
@@ -385,7 +455,7 @@ async def sdk(res: Results, plan: Plan, sender: Sender, venv: Path) -> None:
     res["sdk"] = {**_median(runs), "tektii": version[0], "websockets": version[1]}
 
 
-async def paced(sender: Sender, mon: Monitor, rate: int, seconds: float, corpus: str = "mix",
+async def paced(sender: Sender, mon: Monitor, rate: int, seconds: float, corpus: str = "stress",
                 during: Callable[[], Any] | None = None) -> dict[str, Any]:
     base = await mon.frames()
     cpu0 = await wait_idle(mon.pid)
@@ -411,7 +481,7 @@ async def paced_sink(sender: Sender, rate: int, seconds: float) -> float:
         assert proc.stdout is not None
         json.loads(await asyncio.wait_for(proc.stdout.readline(), 120))
         await sender.cmd("wait", role="sink")
-        out = await sender.cmd("paced", role="sink", corpus="mix", rate=rate, seconds=seconds,
+        out = await sender.cmd("paced", role="sink", corpus="stress", rate=rate, seconds=seconds,
                                timeout=seconds + 120)
         got = json.loads(await asyncio.wait_for(proc.stdout.readline(), 120))
     if got["frames"] != out["written"]:
@@ -583,7 +653,8 @@ def machine() -> dict[str, str]:
 def table(res: Results) -> str:
     d = res.data
     rows: list[tuple[str, str, str, str]] = []
-    for part in (_throughput_rows, _sdk_rows, _rate_rows, _soak_rows, _memory_rows, _scrape_rows, _log_rows):
+    for part in (_throughput_rows, _sdk_rows, _rate_rows, _soak_rows, _memory_rows, _scrape_rows, _log_rows,
+                 _ratio_rows):
         rows += part(d)
     widths = [max(len(row[i]) for row in [*rows, HEADER]) for i in range(4)]
     lines = [_row(HEADER, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -605,7 +676,7 @@ def _throughput_rows(d: dict[str, Any]) -> Rows:
         ("sender alone (raw discard client)", "not the bottleneck",
          f"{d['sender_fps']:,.0f} frames/s; {mon['sender_us']:.2f} µs CPU/frame while feeding the monitor",
          _ok(d["sender_fps"] > 2 * sink["fps"])),
-        ("1 monitor, flood (live mix)", "≥ 90% of ceiling",
+        ("1 monitor, flood (stress mix)", "≥ 90% of ceiling",
          f"{mon['fps']:,.0f} frames/s = {pct:.0f}% of ceiling, {mon['us']:.2f} µs CPU/frame", _ok(pct >= 90)),
     ]
     if "backtest" in d:
@@ -618,7 +689,7 @@ def _throughput_rows(d: dict[str, Any]) -> Rows:
 
 def _sdk_rows(d: dict[str, Any]) -> Rows:
     if "sdk" not in d:
-        return [("2 SDK AsyncEventStream", "monitor ≥ 20x SDK", "not run", "skip")]
+        return [("2 SDK AsyncEventStream", "monitor ≥ 20x SDK", "not run", "skip")] if "monitor" in d else []
     sdk = d["sdk"]
     times = d["monitor"]["fps"] / sdk["fps"]
     return [(f"2 SDK AsyncEventStream (tektii {sdk['tektii']}, websockets {sdk['websockets']})",
@@ -696,6 +767,32 @@ def _log_rows(d: dict[str, Any]) -> Rows:
              f"{lg['micro']['debug_filtered']:.1f} µs per filtered debug call)", "")]
 
 
+def _ratio_rows(d: dict[str, Any]) -> Rows:
+    if "ratio" not in d:
+        return []
+    r = d["ratio"]
+    rows: Rows = []
+    for mix, m in r["mixes"].items():
+        c, ceiling = m["consumers"], m["ceiling"]
+        for name in (*SINKS, "monitor"):
+            label = f"receive-only client, {SINK_LABELS[name]}" if name in SINKS else "monitor"
+            mark = "; the ceiling" if name == ceiling else ""
+            rows.append((f"7 {MIX_LABELS[mix]}: {label}", "(reported)", _best_median(c[name]) + mark, ""))
+        q = m["ratios"]["monitor"]
+        rows.append((f"7 ratio {mix}: monitor / fastest receive-only client, best of {r['reps']} "
+                     f"({r['frames']:,} frames)", f"≥ {m['target']:.2f}",
+                     f"{q['ratio_best']:.3f} ({c['monitor']['best_fps']:,.0f} / "
+                     f"{c[ceiling]['best_fps']:,.0f} frames/s); medians {q['ratio_median']:.3f}; "
+                     f"CPU/frame {q['cpu_ratio']:.3f}",
+                     _ok(q["ok"])))
+    return rows
+
+
+def _best_median(c: dict[str, Any]) -> str:
+    return (f"best {c['best_fps']:,.0f} frames/s ({c['best_us']:.2f} µs CPU/frame), "
+            f"median {c['median_fps']:,.0f} ({c['median_us']:.2f} µs)")
+
+
 HEADER = ("measure", "target", "result", "ok")
 
 
@@ -710,13 +807,14 @@ def _ok(passed: bool) -> str:
 # ---------------------------------------------------------------- main
 
 
-PARTS = ("throughput", "sdk", "rates", "soak", "memory", "log", "render")
+PARTS = ("throughput", "sdk", "rates", "soak", "memory", "log", "render", "ratio")
+COMPARE_PARTS = ("throughput", "rates", "ratio")  # --compare: default throughput,rates
 
 
 async def run(args: argparse.Namespace) -> Results:
     plan = QUICK if args.quick else FULL
     if args.reps:
-        plan = dataclasses.replace(plan, reps=args.reps, rate_reps=args.reps)
+        plan = dataclasses.replace(plan, reps=args.reps, rate_reps=args.reps, ratio_reps=args.reps)
     parts = set(args.only.split(",")) if args.only else set(PARTS)
     if args.quick or args.no_sdk:
         parts.discard("sdk")
@@ -724,7 +822,11 @@ async def run(args: argparse.Namespace) -> Results:
         parts.discard("log")
     res = Results("quick" if args.quick else "full")
     res["machine"] = machine()
-    corpora = "mix" + (",soak" if "soak" in parts else "") + (",backtest" if plan.backtest else "")
+    corpora = ",".join(
+        (["stress"] if parts & {"throughput", "sdk", "rates", "memory", "log"} else [])
+        + (["soak"] if "soak" in parts else [])
+        + (["backtest"] if plan.backtest and "throughput" in parts else [])
+        + (["live", "stress"] if "ratio" in parts else []))
     with tempfile.TemporaryDirectory(prefix="gm-bench-") as tmp:
         workdir = Path(tmp)
         sender = await Sender.start(corpora)
@@ -743,6 +845,9 @@ async def run(args: argparse.Namespace) -> Results:
                         res["rss_main"] = rss_mib(mon.pid)
                     finally:
                         await mon.stop()
+                if "ratio" in parts:
+                    _step("ratio")
+                    await ratio(res, plan, sender, workdir, session)
                 if "memory" in parts:
                     _step("memory")
                     mon = await Monitor.start(sender, workdir, "monitor-memory", session)
@@ -761,13 +866,21 @@ async def run(args: argparse.Namespace) -> Results:
 
 
 async def compare(args: argparse.Namespace) -> str:
-    """Before/after in one run: this checkout's monitor against the one in `args.compare`."""
+    """Before/after in one run: this checkout's monitor against the one in `args.compare`.
+
+    Parts (--only): throughput (stress and backtest floods, medians), rates (CPU at fixed
+    rates), ratio (the `ratio` part for both sides: before, after and both receive-only
+    clients interleaved, best of 3). Without --only: throughput,rates.
+    """
     plan = QUICK if args.quick else FULL
     reps = args.reps or plan.reps
-    corpora = ["mix", "backtest"] if plan.backtest else ["mix"]
+    ratio_reps = args.reps or plan.ratio_reps
+    parts = set(args.only.split(",")) if args.only else {"throughput", "rates"}
+    corpora = (["stress", "backtest"] if plan.backtest else ["stress"]) if "throughput" in parts else []
     out: dict[str, dict[str, list[float]]] = {"after": {}, "before": {}}
+    ratios: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="gm-bench-") as tmp:
-        sender = await Sender.start(",".join(corpora))
+        sender = await Sender.start(",".join(corpora + (list(RATIO_MIXES) if "ratio" in parts else [])))
         try:
             async with aiohttp.ClientSession() as session:
                 mons = {"after": await Monitor.start(sender, Path(tmp), "after", session, role="after",
@@ -775,26 +888,55 @@ async def compare(args: argparse.Namespace) -> str:
                         "before": await Monitor.start(sender, Path(tmp), "before", session, role="before",
                                                       code=args.compare)}
                 try:
-                    for _ in range(reps):
+                    for _ in range(reps if parts & {"throughput", "rates"} else 0):
                         for name, mon in mons.items():
                             for c in corpora:
                                 r = await flood_monitor(sender, mon, plan.flood, corpus=c)
                                 out[name].setdefault(f"{c} µs/frame", []).append(r["us"])
                                 out[name].setdefault(f"{c} frames/s", []).append(r["fps"])
-                            for rate in (50_000, 100_000):
+                            for rate in (50_000, 100_000) if "rates" in parts else ():
                                 r = await paced(sender, mon, rate, plan.rate_seconds)
                                 out[name].setdefault(f"CPU% at {rate // 1000}k/s", []).append(r["cpu_pct"])
+                    if "ratio" in parts:
+                        _step("ratio")
+                        ratios = await ratio_runs(sender, mons, plan.flood, ratio_reps)
                 finally:
                     for mon in mons.values():
                         await mon.stop()
         finally:
             await sender.stop()
-    lines = [f"A/B, median of {reps} interleaved runs ({plan.flood:,} frames per flood)",
-             "| figure | before | after | change |", "|---|---|---|---|"]
-    for key in out["after"]:
-        b, a = statistics.median(out["before"][key]), statistics.median(out["after"][key])
-        lines.append(f"| {key} | {b:,.2f} | {a:,.2f} | {(a - b) / b * 100:+.1f}% |")
+    lines = []
+    if out["after"]:
+        lines += [f"A/B, median of {reps} interleaved runs ({plan.flood:,} frames per flood)",
+                  "| figure | before | after | change |", "|---|---|---|---|"]
+        for key in out["after"]:
+            b, a = statistics.median(out["before"][key]), statistics.median(out["after"][key])
+            lines.append(f"| {key} | {b:,.2f} | {a:,.2f} | {(a - b) / b * 100:+.1f}% |")
+    if ratios:
+        lines += _compare_ratio_lines(ratios, plan.flood, ratio_reps)
     return "\n".join(lines)
+
+
+def _compare_ratio_lines(ratios: dict[str, dict[str, list[dict[str, float]]]], n: int,
+                         reps: int) -> list[str]:
+    summaries = {mix: ratio_summary(ratios[mix], ["before", "after"], mix) for mix in RATIO_MIXES}
+    lines = ["", f"Ratio: monitor / fastest receive-only client, best of {reps} interleaved runs "
+             f"({n:,} frames per flood; before, after and both clients in rotating order)",
+             "| mix | consumer | best frames/s | µs CPU/frame (best run) | median frames/s | median µs |",
+             "|---|---|---|---|---|---|"]
+    for mix, m in summaries.items():
+        for name, c in m["consumers"].items():
+            label = f"client, {SINK_LABELS[name]}" + (" (ceiling)" if name == m["ceiling"] else "") \
+                if name in SINKS else f"monitor {name}"
+            lines.append(f"| {mix} | {label} | {c['best_fps']:,.0f} | {c['best_us']:.2f} | "
+                         f"{c['median_fps']:,.0f} | {c['median_us']:.2f} |")
+    lines += ["", "| ratio | target | before | after | medians before / after |", "|---|---|---|---|---|"]
+    for mix, m in summaries.items():
+        b, a = m["ratios"]["before"], m["ratios"]["after"]
+        lines.append(f"| {mix} | ≥ {m['target']:.2f} | {b['ratio_best']:.3f} {_ok(b['ok'])} | "
+                     f"{a['ratio_best']:.3f} {_ok(a['ok'])} | "
+                     f"{b['ratio_median']:.3f} / {a['ratio_median']:.3f} |")
+    return lines
 
 
 def _step(name: str) -> None:
@@ -808,13 +950,17 @@ def main() -> int:
     parser.add_argument("--no-sdk", action="store_true", help="skip the SDK comparison")
     parser.add_argument("--sdk-venv", default=str(ROOT / ".venv-sdk"), help="virtual environment of the SDK")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
-    parser.add_argument("--only", metavar="PARTS", help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--only", metavar="PARTS", help=f"comma-separated subset of {','.join(PARTS)} "
+                        f"(with --compare: of {','.join(COMPARE_PARTS)})")
     parser.add_argument("--reps", type=int, default=0, help="override the number of repetitions")
     parser.add_argument("--compare", metavar="DIR",
                         help="A/B: run this checkout's monitor against the monitor/ package in DIR")
     parser.add_argument("--after", metavar="DIR",
                         help="with --compare: the `after` side (default: this checkout)")
     args = parser.parse_args()
+    allowed = COMPARE_PARTS if args.compare else PARTS
+    if args.only and (unknown := set(args.only.split(",")) - set(allowed)):
+        parser.error(f"--only: unknown part(s) {','.join(sorted(unknown))}; choose from {','.join(allowed)}")
     if args.compare:
         args.compare = os.path.abspath(args.compare)
         args.after = os.path.abspath(args.after) if args.after else None

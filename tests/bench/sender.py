@@ -16,7 +16,9 @@ Commands arrive as JSON lines on stdin; each gets one JSON line on stdout:
         data (64 KiB user-space buffer, like a writer awaiting each flush)
   {"cmd": "staleness", "role": R, "prefix": P, "count": n}   STALE frames naming n new symbols
   {"cmd": "quit"}
-Corpora: "mix" (live, `type` first), "backtest" (event_id, sorted keys), "soak" (mix with
+Corpora (tests/bench/corpus.py): "stress" (alias "mix": 70% quote, 20% candle, 5% order, 5%
+monitoring frames), "live" (what a gateway sends a market-data subscriber: ~97% quotes),
+both with `type` first; "backtest" (stress with event_id, sorted keys); "soak" (stress with
 one critical frame every 10,000).
 """
 
@@ -179,9 +181,10 @@ class Sender:
         self.corpora: dict[str, corpora.Corpus] = {}
 
     def corpus(self, name: str) -> corpora.Corpus:
+        name = corpora.ALIASES.get(name, name)
         if name not in self.corpora:
-            if name == "mix":
-                self.corpora[name] = corpora.build(CORPUS_FRAMES, seed=7)
+            if name in corpora.MIXES:
+                self.corpora[name] = corpora.build(CORPUS_FRAMES, seed=7, mix=name)
             elif name == "backtest":
                 self.corpora[name] = corpora.build(CORPUS_FRAMES, seed=7, backtest=True)
             elif name == "soak":
@@ -313,7 +316,7 @@ async def _drained(conn: Conn, timeout: float = 120.0) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--corpora", default="mix", help="comma-separated corpora to build up front")
+    parser.add_argument("--corpora", default="stress", help="comma-separated corpora to build up front")
     args = parser.parse_args()
     loop = asyncio.get_running_loop()
     server = Server()
