@@ -14,12 +14,26 @@ import orjson
 
 from . import protocol
 
-# Market data is the bulk of the stream and the monitor never parses it. A live frame has
-# `type` first (the gateway's serde order); a backtest frame has an `event_id` and sorted keys,
-# so `type` is its last key. In a JSON object, raw `"` only delimits strings, so a text that
-# starts with `{"type":"quote"` or ends with `,"type":"quote"}` names that top-level type:
-# nothing else can match.
-#
+# Market data is the bulk of the stream and the monitor only counts it, so its type is
+# read from the raw bytes. A live frame has `type` first (the gateway's serde order); a
+# backtest frame has an `event_id` and sorted keys, so `type` is its last key. In a JSON
+# object, raw `"` only delimits strings, so a text that starts with `{"type":"quote"` or
+# ends with `,"type":"quote"}` names that top-level type: nothing else can match.
+TYPE_OFFSET = len(b'{"type":"')
+MARKET_PREFIXES: tuple[bytes, ...] = tuple(  # quotes first: most market data is quotes
+    b'{"type":"' + kind.encode() + b'"'
+    for kind in sorted(protocol.MARKET_DATA_TYPES, key=lambda kind: (kind != "quote", kind))
+)
+QUOTE_PREFIX = MARKET_PREFIXES[0]
+MARKET_BY_FIRST_BYTE: dict[int, str] = {kind.encode()[0]: kind for kind in protocol.MARKET_DATA_TYPES}
+_MARKET_SUFFIXES = {kind: b',"type":"' + kind.encode() + b'"}' for kind in protocol.MARKET_DATA_TYPES}
+_SUFFIX_TAIL = 9
+_MARKET_BY_TAIL = {suffix[-_SUFFIX_TAIL:]: kind for kind, suffix in _MARKET_SUFFIXES.items()}
+# Both shortcuts tell the kinds apart by one byte / the last 9 bytes; a new market data
+# type that broke this would fail here, at import, rather than miscount.
+assert len(MARKET_BY_FIRST_BYTE) == len(_MARKET_BY_TAIL) == len(protocol.MARKET_DATA_TYPES)
+assert QUOTE_PREFIX == b'{"type":"quote"'  # FrameProcessor.texts counts these apart
+
 # Quotes and candles in the gateway's usual shape also name their instrument in fixed places:
 # the object's first fields are `symbol` and `provider`, so the bytes from the symbol's first
 # character to `","bid"` (quote) or `","timeframe"` (candle) are `SYMBOL","provider":"PROVIDER`,
@@ -29,14 +43,7 @@ QUOTE_HEAD = b'{"type":"quote","quote":{"symbol":"'
 CANDLE_HEAD = b'{"type":"candle","bar":{"symbol":"'
 QUOTE_KEY_END = b'","bid"'
 CANDLE_KEY_END = b'","timeframe"'
-TRADE_PREFIX = b'{"type":"trade"'
-"""Trades are the account's own fills (no provider): counted, never a tick of the feed."""
-_MARKET_SUFFIXES = {kind: b',"type":"' + kind.encode() + b'"}' for kind in protocol.MARKET_DATA_TYPES}
-_SUFFIX_TAIL = 9
-_MARKET_BY_TAIL = {suffix[-_SUFFIX_TAIL:]: kind for kind, suffix in _MARKET_SUFFIXES.items()}
-# The trailing shortcut tells the kinds apart by their last 9 bytes; a new market data type
-# that broke this would fail here, at import, rather than miscount.
-assert len(_MARKET_BY_TAIL) == len(protocol.MARKET_DATA_TYPES)
+CANDLE_PREFIX = b'{"type":"candle"'
 
 
 class InvalidFrame(Exception):
@@ -114,11 +121,23 @@ def leading_order_event(data: bytes) -> LifecycleEvent | None:
 Event = ConnectionEvent | StalenessEvent | RateLimitEvent | ErrorEvent | LifecycleEvent | PingEvent
 
 
+def market_data_type(data: bytes) -> str | None:
+    """Return quote/candle/trade when the frame starts with that `type`, without parsing it.
+
+    Frames whose `type` is not the first key return None here; see
+    trailing_market_data_type for backtest frames, and decode() for the rest, which
+    gives the same answer more slowly.
+    """
+    if data.startswith(MARKET_PREFIXES):
+        return MARKET_BY_FIRST_BYTE[data[TYPE_OFFSET]]
+    return None
+
+
 def leading_tick(data: bytes) -> tuple[str, bytes] | None:
     """(kind, instrument key) of a quote or candle in the gateway's usual shape, else None.
 
-    monitor/stream.py inlines this for quotes (most of the stream); frames it declines are
-    decoded, which gives the same answer more slowly.
+    monitor/feed.py's TickReader inlines this; frames it declines are parsed, which gives the
+    same answer more slowly.
     """
     for kind, head, mark in (("quote", QUOTE_HEAD, QUOTE_KEY_END), ("candle", CANDLE_HEAD, CANDLE_KEY_END)):
         if data.startswith(head):

@@ -321,6 +321,10 @@ class Metrics:
             "Age of sampled quotes at arrival: arrival time minus quote.timestamp.", ("broker",),
             registry=registry, buckets=QUOTE_AGE_BUCKETS,
         )
+        self.feed_frames_unread = counter(
+            "feed_frames_unread",
+            "Frames not read for their instrument: past 50,000 in a second feed health samples.",
+        )
         self.quote_timestamps_invalid = counter(
             "quote_timestamps_invalid", "Sampled quotes whose timestamp was unusable, by reason.",
             ("reason",),

@@ -21,6 +21,7 @@ from monitor.decode import (
     decode,
     leading_order_event,
     leading_tick,
+    market_data_type,
     parse_timestamp,
     to_event,
 )
@@ -30,6 +31,25 @@ from monitor.metrics import INVALID_REASONS
 def event_of(frame: dict[str, object]) -> object:
     kind, obj = decode(orjson.dumps(frame))
     return to_event(kind, obj)
+
+
+@pytest.mark.parametrize("kind", ["quote", "candle", "trade"])
+def test_market_data_is_recognised_from_its_prefix(kind: str) -> None:
+    assert market_data_type(orjson.dumps({"type": kind, kind: {"symbol": "AAPL"}})) == kind
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"event_id":"evt_1","quote":{},"type":"quote"}',  # sorted keys: type is not first
+        b'{"type": "quote"}',  # whitespace after the colon
+        b'{"type":"quotes"}',
+        b'{"type":"error","code":"LIQUIDATION"}',
+        b"",
+    ],
+)
+def test_type_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
+    assert market_data_type(frame) is None
 
 
 QUOTE = {"type": "quote", "quote": {"symbol": "EURUSD:FxSpot", "provider": "saxo", "bid": "1.08451",
@@ -66,7 +86,7 @@ def test_a_tick_and_its_instrument_are_read_from_the_gateways_usual_shape(
         b"",
     ],
 )
-def test_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
+def test_tick_prefilter_declines_what_it_cannot_be_sure_of(frame: bytes) -> None:
     assert leading_tick(frame) is None
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor import connection
-from monitor.decode import InvalidFrame, decode, leading_tick, trailing_market_data_type
+from monitor.decode import InvalidFrame, decode, leading_tick, market_data_type, trailing_market_data_type
 from monitor.events import EventHandler
 from monitor.feed import FeedHealth, FeedSettings
 from monitor.gateway_state import GatewayState
@@ -50,9 +50,10 @@ def test_the_prefilters_never_disagree_with_decode(
     kind: str, others: dict[str, Any], sort_keys: bool
 ) -> None:
     frame = orjson.dumps({"type": kind, **others}, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
-    found = trailing_market_data_type(frame)
-    if found is not None:
-        assert found == decode(frame)[0]
+    for prefilter in (market_data_type, trailing_market_data_type):
+        found = prefilter(frame)
+        if found is not None:
+            assert found == decode(frame)[0]
     tick = leading_tick(frame)
     if tick is not None:
         assert tick[0] == decode(frame)[0]

@@ -28,6 +28,18 @@ from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 
 
+def feed_health(metrics: Metrics, state: GatewayState) -> object | None:
+    """The monitor's feed health as the app builds it, or None for a checkout that has none
+    (run with PYTHONPATH=<older checkout> to measure what it costs)."""
+    import monitor
+
+    if not (Path(monitor.__file__).parent / "feed.py").exists():
+        return None  # (an editable install would otherwise find this checkout's feed.py)
+    from monitor.feed import FeedHealth, FeedSettings
+
+    return FeedHealth(metrics, state, FeedSettings(max_instruments=10_100), lambda: True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=100_000)
@@ -36,6 +48,8 @@ def main() -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-feed", action="store_true",
+                        help="without feed health (monitor/feed.py), as MONITOR_FEED_HEALTH=false")
     parser.add_argument("--batch", type=int, default=200,
                         help="frames per FrameProcessor.texts() call (the pump's batches); 1: text()")
     args = parser.parse_args()
@@ -45,7 +59,9 @@ def main() -> int:
         logs.configure(args.log_level, "json", stream=stream)
         metrics = Metrics(CollectorRegistry())
         state = GatewayState(metrics, 10_100, grace_seconds=15.0)
-        processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), 1 << 20)
+        feed = feed_health(metrics, state) if not args.no_feed else None
+        processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), 1 << 20,
+                                   *([feed] if feed is not None else []))
         payloads = c.payloads
 
         def feed(frames: list[bytes]) -> float:
