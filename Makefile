@@ -18,8 +18,9 @@ demo: $(BIN)/.installed
 
 ## Install the external tools the tests use (Prometheus, Alertmanager, validators, a browser).
 ## apt-tools runs its scripts one after the other, holding the lock of tests/apt-install.sh;
-## go-tools builds Prometheus 3.7 and Alertmanager 0.29 from their Go modules (minutes the first
-## time, cached per user afterwards).
+## go-tools builds Prometheus 3.7, Alertmanager 0.29 and Thanos 0.42's rule checker
+## (tests/tools/thanos-rules-check) from their Go modules (minutes the first time, cached per user
+## afterwards).
 tools: apt-tools go-tools deploy-tools
 
 apt-tools:
