@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     for s in SETTINGS:
         group.add_argument("--" + s.name.replace("_", "-"), *FLAG_ALIASES.get(s.name, ()), dest=s.name,
                            default=argparse.SUPPRESS,
-                           metavar=s.kind.__name__.upper(),
+                           metavar="JSON" if s.kind is list else s.kind.__name__.upper(),
                            help=f"{s.help} (env {s.env}, default {s.default})")
     parser = argparse.ArgumentParser(
         prog="gateway-monitor", parents=[settings],

@@ -87,10 +87,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("silence_multiple", "MONITOR_SILENCE_MULTIPLE", float, 20.0,
             "How many usual intervals without a tick make an instrument silent (above the floor)",
             minimum=1.0),
-    Setting("silence_overrides", "MONITOR_SILENCE_OVERRIDES", list, (),
+    Setting("silence_overrides", "MONITOR_SILENCE_OVERRIDES", list, None,
             "Per-broker and per-instrument silence settings: a list of {broker, instrument?, "
             "floor_seconds?, multiple?, threshold_seconds?, severity?, enabled?} (JSON in env/flag)"),
-    Setting("subscriptions", "SUBSCRIPTIONS", list, (),
+    Setting("subscriptions", "SUBSCRIPTIONS", list, None,
             "The gateway's SUBSCRIPTIONS (JSON): its instruments are expected to tick, so one that "
             "never does is silent too"),
     Setting("web_config_file", "MONITOR_WEB_CONFIG_FILE", str, None,
@@ -195,6 +195,8 @@ def load(
             raw[name] = (value, "--" + name.replace("_", "-"))
     values = {s.name: _coerce(s, *raw[s.name], problems) if s.name in raw else s.default
               for s in SETTINGS}
+    for name in _LISTS:  # unset: no overrides, no instruments expected
+        values[name] = values[name] or ()
     api_key = environ.get("GATEWAY_API_KEY") or None
     _check(values, api_key, problems)
     web = webconfig.load(values["web_config_file"], problems) if values["web_config_file"] else None

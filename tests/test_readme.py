@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 from support import scrape, wait_for
 
 from monitor.config import SETTINGS
-from monitor.simulator import SCENARIOS
+from monitor.simulator import SCENARIOS, run_market_data
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -34,8 +35,24 @@ def test_configuration_table_lists_every_setting_with_its_default() -> None:
 
 async def test_metrics_table_matches_a_live_scrape(simulator, monitor) -> None:
     sim = await simulator()
-    mon = await monitor(sim.url)
+    mon = await monitor(sim.url, silence_floor_seconds=1.0, silence_multiple=1.0)
     await wait_for(lambda: mon.metrics.registry.get_sample_value("gateway_monitor_ws_connected") == 1)
+    # Market data, and one instrument silent for good: the feed-health series exist too.
+    stop = asyncio.Event()
+    feed = asyncio.create_task(run_market_data(sim, 100, stop))
+    value = mon.metrics.registry.get_sample_value
+    await wait_for(lambda: value("gateway_monitor_quote_age_seconds_count", {"broker": "alpaca-paper"})
+                   and value("gateway_monitor_instruments", {"broker": "alpaca-paper"}) == 4,
+                   what="the feed seen")
+    sim.market.muted.add("MSFT")
+    await wait_for(lambda: len(mon.metrics.instrument_silent_since) == 1, timeout=5, what="MSFT silent")
+    sim.market.muted.clear()
+    await wait_for(lambda: mon.metrics.registry.get_sample_value(
+        "gateway_monitor_silence_duration_seconds_count", {"broker": "alpaca-paper"}), what="a silence ended")
+    sim.market.muted.add("NVDA")
+    await wait_for(lambda: len(mon.metrics.instrument_silent_since) == 1, timeout=5, what="NVDA silent")
+    stop.set()
+    await feed
     # Exercise every event so that series labelled from frames exist too.
     for name in ("broker_outage", "broker_give_up", "rate_limit", "margin_call", "orders", "liquidation"):
         await SCENARIOS[name](sim, 0.01)

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import corpus as corpora
 from prometheus_client import CollectorRegistry
@@ -28,7 +29,7 @@ from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 
 
-def feed_health(metrics: Metrics, state: GatewayState) -> object | None:
+def feed_health(metrics: Metrics, state: GatewayState) -> Any:
     """The monitor's feed health as the app builds it, or None for a checkout that has none
     (run with PYTHONPATH=<older checkout> to measure what it costs)."""
     import monitor
@@ -50,6 +51,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-feed", action="store_true",
                         help="without feed health (monitor/feed.py), as MONITOR_FEED_HEALTH=false")
+    parser.add_argument("--rate", type=int, default=1_000_000,
+                        help="frames per second of the stream: feed health sweeps (and refills its "
+                             "budget of frames read whole) once per this many frames")
     parser.add_argument("--batch", type=int, default=200,
                         help="frames per FrameProcessor.texts() call (the pump's batches); 1: text()")
     args = parser.parse_args()
@@ -59,9 +63,9 @@ def main() -> int:
         logs.configure(args.log_level, "json", stream=stream)
         metrics = Metrics(CollectorRegistry())
         state = GatewayState(metrics, 10_100, grace_seconds=15.0)
-        feed = feed_health(metrics, state) if not args.no_feed else None
+        health = feed_health(metrics, state) if not args.no_feed else None
         processor = FrameProcessor(metrics.stream, EventHandler(metrics, state), 1 << 20,
-                                   *([feed] if feed is not None else []))
+                                   *([health] if health is not None else []))
         payloads = c.payloads
 
         def feed(frames: list[bytes]) -> float:
@@ -73,8 +77,13 @@ def main() -> int:
                 for p in frames:
                     text(p)
             else:
+                seen = 0
                 for batch in batches:
                     texts(batch)
+                    seen += len(batch)
+                    if health is not None and seen >= args.rate:  # one second of the stream
+                        health.sweep()
+                        seen = 0
             return (time.process_time() - started) / len(frames) * 1e6
 
         feed(payloads[:10_000])  # warm-up: first-use caches, dict growth
