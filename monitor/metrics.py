@@ -305,7 +305,8 @@ class Metrics:
         self.instrument_silent_since = SeriesBlock(
             "instrument_silent_since_timestamp_seconds",
             "Present only while the instrument is silent: when its silence began (its last tick, "
-            "or when the monitor could last expect one).", ("broker", "symbol", "severity"),
+            "or the moment from which the monitor would have seen every tick).",
+            ("broker", "symbol", "severity"),
         )
         self.silent_instruments = gauge("silent_instruments", "Instruments silent now.", ("broker",))
         self.feed_frozen = gauge(
@@ -323,7 +324,7 @@ class Metrics:
         )
         self.feed_frames_unread = counter(
             "feed_frames_unread",
-            "Frames not read for their instrument: past 50,000 in a second feed health samples.",
+            "Frames not read for their instrument: past 20,000 in a second feed health samples.",
         )
         self.quote_timestamps_invalid = counter(
             "quote_timestamps_invalid", "Sampled quotes whose timestamp was unusable, by reason.",

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from monitor import feed as feed_module
 from monitor.decode import leading_tick
 from monitor.feed import AGE_SAMPLE_SECONDS, FeedHealth, FeedSettings, _split, platform_candidates
 from monitor.feed_config import SilenceOverride, Subscription
@@ -365,3 +366,47 @@ def test_a_slightly_early_clock_counts_as_age_zero() -> None:
     rig = Rig()
     sample(rig, "2026-12-01T14:33:11.500Z", 1796135591.0)  # 0.5 s in the future
     assert rig.value("quote_age_seconds_sum", broker=SAXO) == 0.0
+
+
+# --- reading under a flood ----------------------------------------------------------------------
+
+
+def test_past_its_budget_feed_health_reads_one_batch_in_the_stride_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(feed_module, "FULL_READ_PER_SECOND", 10)
+    rig = Rig()
+    batch = [quote("EURUSD")] * 4
+    rig.feed.read(batch, rig.now)
+    rig.feed.read(batch, rig.now)
+    assert rig.feed.skip == 0
+    rig.feed.read(batch, rig.now)  # 12 > 10: the next 31 x 4 frames go by unread
+    assert rig.feed.skip == (feed_module.SAMPLE_STRIDE - 1) * 4
+    rig.run(1)  # a sweep: a new second, every frame read again; the unread ones counted
+    assert rig.feed.skip == 0 and rig.feed.budget == 10
+    assert rig.value("feed_frames_unread_total") == 0  # granted, never passed by: not counted
+
+
+def test_no_silence_is_claimed_across_frames_that_went_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feed_module, "FULL_READ_PER_SECOND", 10)
+    rig = Rig()
+    rig.run(5, "EURUSD", "GBPUSD")
+    flood = [quote("GBPUSD")] * 20
+    for _ in range(120):  # two minutes of a flood of GBPUSD: EURUSD's ticks may hide in it
+        for _ in range(40):
+            proc_read(rig, flood)
+        rig.run(1)
+    assert rig.silent() == set()
+    assert (rig.value("feed_frames_unread_total") or 0) > 0
+    for _ in range(62):  # the flood stops: everything is read again, and EURUSD is silent
+        rig.run(1, "GBPUSD")
+    assert rig.silent() == {"EURUSD"}
+
+
+def proc_read(rig: Rig, batch: list[bytes]) -> None:
+    """A batch as the frame path hands it over: skipped while `skip` lasts."""
+    feed = rig.feed
+    if feed.skip >= len(batch):  # as FrameProcessor.texts
+        feed.skip -= len(batch)
+    else:
+        feed.read(batch[feed.skip:], rig.now)
