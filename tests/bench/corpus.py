@@ -384,3 +384,16 @@ def staleness_frames(symbols: list[str], per_frame: int = 100, broker: str = "al
             "type": "data_staleness", "event": "STALE", "symbols": symbols[i:i + per_frame],
             "stale_since": ts, "broker": broker, "timestamp": ts})))
     return Corpus(payloads, ["data_staleness"] * len(payloads))
+
+
+def instrument_quotes(count: int, rounds: int, provider: str = "binance-spot") -> Corpus:
+    """Quotes of `count` distinct instruments, `rounds` times over, in the gateway's shape."""
+    payloads = []
+    for r in range(rounds):
+        ts = iso(START + timedelta(seconds=r))
+        for i in range(count):
+            price = f"{100 + (i % 997) / 100 + r / 1000:.5f}"
+            payloads.append(_exact(orjson.dumps({"type": "quote", "quote": {
+                "symbol": f"INST{i:06d}USDT", "provider": provider, "bid": price, "bid_size": "1.5",
+                "ask": price, "ask_size": "2.5", "last": price, "timestamp": ts}, "timestamp": ts})))
+    return Corpus(payloads, ["quote"] * len(payloads))

@@ -89,16 +89,18 @@ class Plan:
     backtest: bool
     log_cost: bool
     ratio_reps: int
+    feed_rounds: int
+    feed_idle_seconds: float
 
 
 FULL = Plan(flood=1_000_000, reps=5, sdk_frames=300_000, sdk_reps=3, rate_seconds=6.0, rate_reps=3,
             rates=(10_000, 50_000, 100_000), soak_rate=100_000, soak_seconds=30.0,
             memory_frames=(1_000_000, 5_000_000), symbols=1_000_000, backtest=True, log_cost=True,
-            ratio_reps=3)
+            ratio_reps=3, feed_rounds=30, feed_idle_seconds=10.0)
 QUICK = Plan(flood=200_000, reps=1, sdk_frames=0, sdk_reps=0, rate_seconds=1.5, rate_reps=1,
              rates=(10_000, 50_000, 100_000), soak_rate=100_000, soak_seconds=4.0,
              memory_frames=(200_000, 1_000_000), symbols=100_000, backtest=False, log_cost=False,
-             ratio_reps=1)
+             ratio_reps=1, feed_rounds=3, feed_idle_seconds=3.0)
 
 
 # ---------------------------------------------------------------- processes and /proc
@@ -554,6 +556,36 @@ async def memory(res: Results, plan: Plan, sender: Sender, mon: Monitor) -> None
                      "frames": (first, total), "symbols": plan.symbols}
 
 
+FEED_INSTRUMENTS = 10_000
+FEED_ROUNDS = ("1", "2", "3", "4", "5", "6")
+"""Rounds of quotes of every instrument. RSS moves by a few MiB between rounds (the allocator, the
+scrapes' 1 MiB expositions); flat means the last round sets no new high above rounds 2-4."""
+
+
+async def feed_memory(res: Results, plan: Plan, sender: Sender, mon: Monitor) -> None:
+    """Feed health with 10,000 instruments: RSS over rounds of their quotes (flat when nothing
+    grows per quote), CPU of the once-a-second sweeps while idle, a scrape's cost."""
+    rss = {"start": rss_mib(mon.pid)}
+    for label in FEED_ROUNDS:
+        base = await mon.frames()
+        sent = await sender.cmd("instruments", role=mon.role, count=FEED_INSTRUMENTS,
+                                rounds=plan.feed_rounds, timeout=600)
+        await mon.counted(base + sent["frames"], timeout=600)
+        await asyncio.sleep(2.5)  # the sweeps have filed every instrument
+        rss[label] = rss_mib(mon.pid)
+    s = await mon.samples()
+    cpu0 = cpu_seconds(mon.pid)
+    await asyncio.sleep(plan.feed_idle_seconds)
+    idle_pct = (cpu_seconds(mon.pid) - cpu0) / plan.feed_idle_seconds * 100
+    scrapes = [await mon.text(PROMETHEUS_HEADERS) for _ in range(5)]
+    res["feed"] = {
+        "rss": rss, "rounds": plan.feed_rounds, "idle_cpu_pct": idle_pct,
+        "tracked": sum(v for (name, _), v in s.items() if name == "gateway_monitor_instruments"),
+        "last_tick_series": series(s, "gateway_monitor_instrument_last_tick_timestamp_seconds"),
+        "scrape_ms": statistics.median(ms for _, ms, _ in scrapes), "scrape_kib": scrapes[-1][2] / 1024,
+    }
+
+
 def render_cost() -> dict[str, float]:
     """In-process render of /metrics with SERIES per-symbol series, both formats.
 
@@ -653,8 +685,8 @@ def machine() -> dict[str, str]:
 def table(res: Results) -> str:
     d = res.data
     rows: list[tuple[str, str, str, str]] = []
-    for part in (_throughput_rows, _sdk_rows, _rate_rows, _soak_rows, _memory_rows, _scrape_rows, _log_rows,
-                 _ratio_rows):
+    for part in (_throughput_rows, _sdk_rows, _rate_rows, _soak_rows, _memory_rows, _feed_rows, _scrape_rows,
+                 _log_rows, _ratio_rows):
         rows += part(d)
     widths = [max(len(row[i]) for row in [*rows, HEADER]) for i in range(4)]
     lines = [_row(HEADER, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -740,6 +772,22 @@ def _memory_rows(d: dict[str, Any]) -> Rows:
     ]
 
 
+def _feed_rows(d: dict[str, Any]) -> Rows:
+    if "feed" not in d:
+        return []
+    f = d["feed"]
+    rss = f["rss"]
+    warm, last = max(rss[r] for r in FEED_ROUNDS[1:4]), rss[FEED_ROUNDS[-1]]
+    frames = FEED_INSTRUMENTS * f["rounds"]
+    return [(f"7 feed health: {FEED_INSTRUMENTS:,} instruments, {len(FEED_ROUNDS)} x {frames:,} quotes",
+             "RSS flat", f"{f['tracked']:,.0f} tracked, {f['last_tick_series']:,} last-tick series; RSS "
+             f"{rss['start']:.1f} before, {' / '.join(f'{rss[r]:.1f}' for r in FEED_ROUNDS)} MiB after each "
+             f"round (last vs highest of rounds 2-4: {last - warm:+.1f}); "
+             f"idle CPU (sweeps) {f['idle_cpu_pct']:.1f}% of a core; scrape {f['scrape_ms']:.1f} ms "
+             f"({f['scrape_kib']:.0f} KiB gzip)",
+             _ok(last - warm <= 1.0 and f["tracked"] >= FEED_INSTRUMENTS))]
+
+
 def _scrape_rows(d: dict[str, Any]) -> Rows:
     if "render" not in d:
         return []
@@ -807,7 +855,7 @@ def _ok(passed: bool) -> str:
 # ---------------------------------------------------------------- main
 
 
-PARTS = ("throughput", "sdk", "rates", "soak", "memory", "log", "render", "ratio")
+PARTS = ("throughput", "sdk", "rates", "soak", "memory", "feed", "log", "render", "ratio")
 COMPARE_PARTS = ("throughput", "rates", "ratio")  # --compare: default throughput,rates
 
 
@@ -853,6 +901,13 @@ async def run(args: argparse.Namespace) -> Results:
                     mon = await Monitor.start(sender, workdir, "monitor-memory", session)
                     try:
                         await memory(res, plan, sender, mon)
+                    finally:
+                        await mon.stop()
+                if "feed" in parts:
+                    _step("feed health, 10,000 instruments")
+                    mon = await Monitor.start(sender, workdir, "monitor-feed", session)
+                    try:
+                        await feed_memory(res, plan, sender, mon)
                     finally:
                         await mon.stop()
                 if "log" in parts:

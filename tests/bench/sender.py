@@ -15,6 +15,7 @@ Commands arrive as JSON lines on stdin; each gets one JSON line on stdout:
         slow-consumer behaviour); the writer empties the queue whenever the socket takes
         data (64 KiB user-space buffer, like a writer awaiting each flush)
   {"cmd": "staleness", "role": R, "prefix": P, "count": n}   STALE frames naming n new symbols
+  {"cmd": "instruments", "role": R, "count": n, "rounds": k}   quotes of n instruments, k times over
   {"cmd": "quit"}
 Corpora (tests/bench/corpus.py): "stress" (alias "mix": 70% quote, 20% candle, 5% order, 5%
 monitoring frames), "live" (what a gateway sends a market-data subscriber: ~97% quotes),
@@ -295,6 +296,16 @@ class Sender:
             await conn.write_all(c.blob[c.offsets[i]:c.offsets[min(len(c), i + 200)]])
         await _drained(conn)
         return {"frames": len(c), "symbols": count, "started": started}
+
+
+    async def instruments(self, role: str, count: int, rounds: int) -> dict[str, Any]:
+        conn = await self.client(role)
+        c = corpora.instrument_quotes(count, rounds)
+        started = time.time()
+        for i in range(0, len(c), 200):
+            await conn.write_all(c.blob[c.offsets[i]:c.offsets[min(len(c), i + 200)]])
+        await _drained(conn)
+        return {"frames": len(c), "instruments": count, "started": started}
 
 
 def _critical_counts(c: corpora.Corpus, total: int) -> dict[str, int]:
