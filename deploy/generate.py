@@ -6,7 +6,8 @@
 
 - deploy/components/prometheus-operator/prometheusrule.yaml, from alerts/rules/*.yml
   (plain Prometheus rule files; every group is copied unchanged, files in name order);
-- deploy/grafana/gateway-monitor.json, from deploy/grafana/dashboard.py.
+- deploy/grafana/gateway-monitor.json and gateway-fleet.json, from deploy/grafana/dashboard.py
+  (needs grafana-foundation-sdk, the `test` extra of pyproject.toml).
 """
 
 from __future__ import annotations
@@ -91,21 +92,21 @@ def render_prometheus_rule(groups: list[dict[str, Any]]) -> str:
     return HEADER + body
 
 
-def _dashboard_render() -> Callable[[], str]:
+def _dashboards_rendered() -> Callable[[], dict[Path, str]]:
     spec = importlib.util.spec_from_file_location("gateway_monitor_dashboard", DASHBOARD_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    render: Callable[[], str] = module.render
-    return render
+    rendered: Callable[[], dict[Path, str]] = module.rendered
+    return rendered
 
 
 def targets(rules_dir: Path = RULES_DIR) -> dict[Path, str]:
     """Each generated file and the text it must have."""
     return {
         PROMETHEUS_RULE: render_prometheus_rule(load_groups(rules_dir)),
-        DASHBOARD_SCRIPT.with_name("gateway-monitor.json"): _dashboard_render()(),
+        **_dashboards_rendered()(),
     }
 
 

@@ -25,7 +25,9 @@ One setup per line serves the whole module, the phases run one after the other (
    alertname and pod, so while the first one fired both would be in the fill's page and the page
    would not show that the gateway's counter alone pages. (The group outlives the resolution:
    the fill's alert is sent at the group's next group_interval tick, not after group_wait.)
-3. dashboard: every panel query of deploy/grafana/gateway-monitor.json against Prometheus;
+3. dashboards: every panel query of deploy/grafana/gateway-monitor.json and gateway-fleet.json
+   against Prometheus, while a symbol is stale and an instrument silent (after two silences that
+   ended, for the silence histogram); the fleet queries read the recording rules of fleet.yml;
 4. quiet: wait until no alert but the Watchdog is left, so that the last phase starts clean;
 5. kill: SIGKILL the simulator; one page (GatewayMonitorCannotSeeGateway), every warning of the
    pod inhibited.
@@ -118,6 +120,17 @@ LATENCY_BOUND = 12.0
 # the latencies sample different scrape/evaluation phases.
 STAGGER = 1.3
 KILLED = "simulator SIGKILLed (monitor blind)"
+# The one instrument that may fall silent in this run, after SILENCE_SECONDS without a tick (the
+# others keep the 60 s default, which no phase reaches): the dashboard phase mutes it.
+SILENT = "MSFT"
+SILENCE_SECONDS = 3
+SILENCE_TIMEOUT = 20.0
+# Dashboard queries that are empty in this run by design, and why.
+EMPTY_BY_DESIGN = {
+    ("gateway-fleet", "Fleet alerts firing now", "A"): (
+        "a broker-wide alert needs fleet_min_gateways (2) gateways hit on one broker; the run has one"
+    ),
+}
 
 
 @dataclass
@@ -246,7 +259,10 @@ class Pipeline:
     async def start(self, rules: list[Path]) -> None:
         """Start simulator, monitor, Alertmanager and Prometheus; wait until both targets are up."""
         self.sim = await self._keep(start_simulator(self.workdir / "simulator"))
-        monitor = await self._keep(start_monitor(self.workdir / "monitor", self.sim.base_url))
+        silent = json.dumps([{"broker": BROKER, "instrument": SILENT, "threshold_seconds": SILENCE_SECONDS}])
+        monitor = await self._keep(
+            start_monitor(self.workdir / "monitor", self.sim.base_url, "--silence-overrides", silent)
+        )
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, ROOT_TIMINGS, ROUTE_TIMINGS)
         self.alertmanager = await self._keep(
@@ -425,10 +441,26 @@ async def dashboard_data(pipe: Pipeline) -> None:
     await pipe.metric("gateway_ws_slow_consumer_disconnects", value=3)
 
 
+async def silence(pipe: Pipeline, muted: bool) -> bool:
+    """Mute (or unmute) SILENT; wait until Prometheus shows it silent (or no longer)."""
+    await pipe.sim_post("market", {"muted": [SILENT] if muted else []})
+    query = f'gateway_monitor_instrument_silent_since_timestamp_seconds{{symbol="{SILENT}"}}'
+    return await pipe.until(
+        lambda: pipe.query(query) if muted else _none(pipe.query(query)), "silence", SILENCE_TIMEOUT
+    )
+
+
 async def dashboard_phase(pipe: Pipeline, report: Report) -> None:
-    """Run every panel query of the dashboard while a symbol is stale (its table needs one)."""
+    """Run every panel query of both dashboards while a symbol is stale and an instrument silent
+    (their tables need one), after two silences that ended (the silence histogram's rate needs two
+    observations)."""
     await pipe.frame(frames.data_staleness("STALE", ["DASH"], stale_since=frames.iso(), broker=BROKER))
+    for _ in range(2):
+        assert await silence(pipe, muted=True), f"{SILENT} never went silent"
+        assert await silence(pipe, muted=False), f"{SILENT} stayed silent"
+    assert await silence(pipe, muted=True), f"{SILENT} never went silent"
     await pipe.until(lambda: pipe.query("gateway_monitor_symbol_stale_since_timestamp_seconds"), "stale")
+    await pipe.until(lambda: pipe.query("namespace_pod:gateway_monitor_silent_instruments:sum > 0"), "fleet")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(REPO_ROOT / "deploy" / "grafana" / "dashboard.py"), "--queries",
         stdout=asyncio.subprocess.PIPE,
@@ -440,6 +472,7 @@ async def dashboard_phase(pipe: Pipeline, report: Report) -> None:
         values = [float(sample["value"][1]) for sample in result]
         report.dashboard.append({**query, "series": len(result), "values": values})
     await pipe.frame(frames.data_staleness("FRESH", ["DASH"], broker=BROKER))
+    await silence(pipe, muted=False)
 
 
 async def quiet_phase(pipe: Pipeline, report: Report) -> None:
@@ -533,8 +566,9 @@ def report(request: pytest.FixtureRequest, reports: dict[str, Report | BaseExcep
 
 
 def test_prometheus_loaded_every_repository_rule(report: Report) -> None:
-    production = {r["alert"] for p in RULES_DIR.glob("*.yml") for g in yaml.safe_load(p.read_text())["groups"]
-                  for r in g["rules"] if "alert" in r}  # fmt: skip
+    # Alerts and recording rules (the fleet dashboard reads the recordings of fleet.yml).
+    production = {r.get("alert") or r["record"] for p in RULES_DIR.glob("*.yml")
+                  for g in yaml.safe_load(p.read_text())["groups"] for r in g["rules"]}  # fmt: skip
     assert set(report.rule_health) == production
     assert set(report.rule_health.values()) == {"ok"}, report.rule_health
 
@@ -604,11 +638,42 @@ def test_killed_gateway_warnings_are_inhibited(report: Report) -> None:
 
 
 def test_every_dashboard_query_returns_data(report: Report) -> None:
-    assert len(report.dashboard) >= 30
-    empty = [(q["panel"], q["refId"], q["resolved"]) for q in report.dashboard if not q["series"]]
+    queries = Counter(q["dashboard"] for q in report.dashboard)
+    assert queries["gateway-monitor"] >= 50 and queries["gateway-fleet"] >= 20, queries
+    keys = {(q["dashboard"], q["panel"], q["refId"]) for q in report.dashboard}
+    assert set(EMPTY_BY_DESIGN) <= keys, "EMPTY_BY_DESIGN names a query the dashboards no longer have"
+    empty = [
+        (q["dashboard"], q["panel"], q["refId"], q["resolved"])
+        for q in report.dashboard
+        if not q["series"] and (q["dashboard"], q["panel"], q["refId"]) not in EMPTY_BY_DESIGN
+    ]
     assert not empty, empty
-    nan = [(q["panel"], q["refId"]) for q in report.dashboard if all(math.isnan(v) for v in q["values"])]
+    nan = [
+        (q["dashboard"], q["panel"], q["refId"])
+        for q in report.dashboard
+        if q["series"] and all(math.isnan(v) for v in q["values"])
+    ]
     assert not nan, f"only NaN (a histogram without observations in the window?): {nan}"
+
+
+def shown(report: Report, dashboard: str) -> dict[tuple[str, str], list[float]]:
+    """(panel, refId) -> the values its query returned, for one dashboard."""
+    return {(q["panel"], q["refId"]): q["values"] for q in report.dashboard if q["dashboard"] == dashboard}
+
+
+def test_fleet_table_shows_the_gateway_as_it_is(report: Report) -> None:
+    """The fleet table's row of the one gateway, from the recording rules: not blind, the muted
+    instrument silent, and the critical events of the paging phase counted by the rollup group
+    (evaluated every fleet_rollup_interval, 20 s here: the phase runs well after them)."""
+    table = {
+        ref: values
+        for (panel, ref), values in shown(report, "gateway-fleet").items()
+        if panel == "Every gateway"
+    }
+    blind, _age, _stale, silent, critical, brokers = (table[ref] for ref in "ABCDEF")
+    assert blind == [0.0] and silent and silent[0] >= 1 and brokers, table
+    # POSITION_UNPROTECTED, LIQUIDATION and OCO_DOUBLE_EXIT frames at least.
+    assert critical and critical[0] >= 3, table
 
 
 # Panels that apply increase() to a counter of the gateway's own /metrics. The gateway exports a
@@ -624,9 +689,11 @@ FIRST_EVENT_PANELS = {
 
 
 def test_dashboard_counts_the_first_gateway_event(report: Report) -> None:
-    shown = {(q["panel"], q["refId"]): q["values"] for q in report.dashboard}
+    values = shown(report, "gateway-monitor")
     missed = {
-        metric: shown[key] for key, metric in FIRST_EVENT_PANELS.items() if not any(v > 0 for v in shown[key])
+        metric: values[key]
+        for key, metric in FIRST_EVENT_PANELS.items()
+        if not any(v > 0 for v in values[key])
     }
     assert not missed, f"panels show no increase although each series went 0 -> 1 in the window: {missed}"
 

@@ -1,4 +1,4 @@
-"""Generated files (PrometheusRule, dashboard) are current; dashboard and scrape config are sound."""
+"""Generated files (PrometheusRule, dashboards) are current; dashboards and scrape config are sound."""
 
 from __future__ import annotations
 
@@ -111,37 +111,88 @@ def test_check_mode_passes_on_the_committed_files() -> None:
     assert generate.main(["--check"]) == 0
 
 
-# --- dashboard -------------------------------------------------------------------------------
+# --- dashboards ------------------------------------------------------------------------------
+
+GATEWAY, FLEET = dashboard.GATEWAY_UID, dashboard.FLEET_UID
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def test_committed_dashboard_is_current() -> None:
-    assert dashboard.OUTPUT.read_text(encoding="utf-8") == dashboard.render(), (
-        "deploy/grafana/gateway-monitor.json is out of date: run python deploy/generate.py")
+@pytest.mark.parametrize("uid", list(dashboard.OUTPUTS))
+def test_committed_dashboard_is_current(uid: str) -> None:
+    assert dashboard.OUTPUTS[uid].read_text(encoding="utf-8") == dashboard.render(uid), (
+        f"deploy/grafana/{dashboard.OUTPUTS[uid].name} is out of date: run python deploy/generate.py")
 
 
-@pytest.fixture(scope="module")
-def board() -> dict[str, Any]:
-    model: dict[str, Any] = json.loads(dashboard.OUTPUT.read_text(encoding="utf-8"))
+def test_dashboard_check_mode_passes_on_the_committed_files() -> None:
+    assert dashboard.main(["--check"]) == 0
+
+
+def _board(uid: str) -> dict[str, Any]:
+    model: dict[str, Any] = json.loads(dashboard.OUTPUTS[uid].read_text(encoding="utf-8"))
     return model
+
+
+@pytest.fixture(scope="module", params=list(dashboard.OUTPUTS))
+def board(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return _board(request.param)
+
+
+def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel but the rows (and those nested in collapsed rows)."""
+    out = []
+    for panel in board["panels"]:
+        out.extend(panel.get("panels", []))
+        if panel["type"] != "row":
+            out.append(panel)
+    return out
 
 
 def _targets(board: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for p in board["panels"] for t in p.get("targets", [])]
 
 
+def _contains(big: Any, small: Any) -> bool:
+    """Everything of `small` is in `big` (dicts may have more keys)."""
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(k in big and _contains(big[k], v) for k, v in small.items())
+    if isinstance(small, list):
+        return isinstance(big, list) and len(big) == len(small) and all(map(_contains, big, small))
+    return bool(big == small)
+
+
+def test_dashboard_is_valid_for_the_sdk_schema(board: dict[str, Any]) -> None:
+    """The JSON parses into the SDK's typed models (panels, options, queries by plugin) and back
+    without losing or changing anything (the parse only adds the schema's defaults)."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import dashboard as dm
+    from grafana_foundation_sdk.models import prometheus
+
+    register_default_plugins()
+    parsed = dm.Dashboard.from_json(board)
+    targets = [t for p in parsed.panels or [] if isinstance(p, dm.Panel) for t in p.targets or []]
+    assert targets and all(isinstance(t, prometheus.Dataquery) for t in targets)
+    assert _contains(json.loads(json.dumps(parsed, cls=JSONEncoder)), board)
+
+
 def test_template_variables(board: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("namespace", "pod"):
+    names = ("namespace", "pod") if board["uid"] == GATEWAY else ("namespace",)
+    assert set(variables) == {"datasource", *names}
+    for name in names:
         assert variables[name]["type"] == "query"
-        assert variables[name]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert variables[name]["datasource"] == DATASOURCE
         assert f", {name})" in variables[name]["query"]
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
 
 
 def test_panels_are_well_formed(board: dict[str, Any]) -> None:
     ids = [p["id"] for p in board["panels"]]
-    assert len(ids) == len(set(ids))
+    assert len(ids) == len(set(ids)) and all(i > 0 for i in ids)
+    titles = [p["title"] for p in _panels(board)]
+    assert len(titles) == len(set(titles)), "panel titles name the queries: keep them unique"
     cells: set[tuple[int, int]] = set()
     for panel in board["panels"]:
         pos = panel["gridPos"]
@@ -150,14 +201,27 @@ def test_panels_are_well_formed(board: dict[str, Any]) -> None:
                 for y in range(pos["y"], pos["y"] + pos["h"])}
         assert not cells & mine, f"{panel['title']} overlaps another panel"
         cells |= mine
+        assert panel["title"].strip(), panel
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert len(panel.get("description", "")) > 15, f"{panel['title']}: describe what it shows"
+        assert panel["datasource"] == DATASOURCE
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(refs) == len(set(refs)), panel["title"]
         for target in panel["targets"]:
-            assert 'namespace=~"$namespace"' in target["expr"], target["expr"]
+            assert target["datasource"] == DATASOURCE and target["legendFormat"], target
             assert "[5m]" not in target["expr"], "use $__rate_interval"
+            _assert_scoped(board["uid"], target["expr"])
+
+
+def _assert_scoped(uid: str, expr: str) -> None:
+    """Per gateway: every query within the chosen namespace/pod. Fleet: every per-gateway recording
+    within the chosen namespaces (the per-broker counts and ALERTS have no namespace)."""
+    if uid == GATEWAY:
+        assert 'namespace=~"$namespace", pod=~"$pod"' in expr, expr
+        return
+    for name, selector in re.findall(r"\b(namespace_pod\w*:[\w:]+)(\{[^}]*\})?", expr):
+        assert selector == '{namespace=~"$namespace"}', f"{name} not scoped by $namespace: {expr}"
 
 
 def _allowed_metrics() -> dict[str, set[str]]:
@@ -165,7 +229,10 @@ def _allowed_metrics() -> dict[str, set[str]]:
     from monitor.metrics import Metrics
 
     metrics = Metrics(CollectorRegistry())
-    metrics.symbol_stale_since.set(("mock", "AAPL"), 1.0)  # this family's labels come from its samples
+    # These families' labels come from their samples.
+    metrics.symbol_stale_since.set(("mock", "AAPL"), 1.0)
+    metrics.instrument_last_tick.set(("mock", "AAPL"), 1.0)
+    metrics.instrument_silent_since.set(("mock", "AAPL", "warning"), 1.0)
     labels: dict[str, set[str]] = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
@@ -187,47 +254,162 @@ def _gateway_metrics() -> dict[str, set[str]]:
     return {name: set(labels) for name, labels in exported_samples().items()}
 
 
-def test_dashboard_uses_only_exported_metrics_and_their_labels(board: dict[str, Any]) -> None:
+def _used_labels(target: dict[str, Any]) -> set[str]:
+    used = {x.strip() for group in re.findall(r"\bby \(([^)]*)\)", target["expr"]) for x in group.split(",")}
+    return used | set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]))
+
+
+def test_gateway_dashboard_uses_only_exported_metrics_and_their_labels() -> None:
     allowed = _allowed_metrics()
-    for target in _targets(board):
+    for target in _targets(_board(GATEWAY)):
         expr = target["expr"]
         names = set(re.findall(r"\bgateway_\w+", expr))
         assert names, expr
         unknown = names - set(allowed)
         assert not unknown, f"not exported by monitor or gateway: {unknown} in {expr}"
-        used = {x.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr)
-                for x in group.split(",")}
-        used |= set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]))
         known = TARGET_LABELS.union(*(allowed[n] for n in names))
-        assert used <= known, f"labels {used - known} unknown for {names}: {expr}"
+        unknown_labels = _used_labels(target) - known
+        assert not unknown_labels, f"labels {unknown_labels} unknown for {names}: {expr}"
+
+
+def _recorded() -> dict[str, set[str]]:
+    """Every recording rule of alerts/rules -> the labels of its series (its outermost `by`)."""
+    out = {}
+    for group in generate.load_groups(RULES_DIR):
+        for rule in group["rules"]:
+            if "record" in rule:
+                by = re.search(r"\bby \(([^)]*)\)", rule["expr"])
+                out[rule["record"]] = {x.strip() for x in by.group(1).split(",")} if by else set()
+    return out
+
+
+# ALERTS of the fleet alerts: alertname, alertstate and their rule's labels (by broker).
+ALERT_LABELS = {"alertname", "alertstate", "severity", "source", "broker"}
+# Labels the fleet queries add themselves: the table's column name.
+MADE_LABELS = {"column"}
+
+
+def test_fleet_dashboard_reads_only_recording_rules_and_alerts() -> None:
+    """Cheap at 1,000 pods: no raw series of the monitors or gateways, only the recordings."""
+    recorded = _recorded()
+    for target in _targets(_board(FLEET)):
+        expr = target["expr"]
+        assert not re.findall(r"(?<![\w:])gateway_\w+", expr), f"raw series in the fleet dashboard: {expr}"
+        names = set(re.findall(r"\b[a-z_]+:[\w:]+", expr)) | set(re.findall(r"\bALERTS\b", expr))
+        assert names, expr
+        unknown = names - set(recorded) - {"ALERTS"}
+        assert not unknown, f"not recorded by alerts/rules: {unknown} in {expr}"
+        known = MADE_LABELS.union(*(recorded.get(n, ALERT_LABELS) for n in names))
+        unknown_labels = _used_labels(target) - known
+        assert not unknown_labels, f"labels {unknown_labels} unknown for {names}: {expr}"
 
 
 REQUIRED_ON_DASHBOARD = {
-    "gateway_monitor_ws_connected", "gateway_monitor_ws_connects_total",
-    "gateway_monitor_ws_disconnects_total", "gateway_monitor_broker_up",
-    "gateway_monitor_broker_gap_seconds_bucket", "gateway_monitor_stale_symbols",
-    "gateway_monitor_symbol_stale_since_timestamp_seconds",
-    "gateway_monitor_rate_limit_events_total", "gateway_monitor_error_events_total",
-    "gateway_monitor_probe_success", "gateway_monitor_probe_duration_seconds",
-    "gateway_monitor_frames_total", "gateway_monitor_invalid_frames_total",
-    "gateway_orders_submitted_total", "gateway_order_events_total",
-    "gateway_broker_disconnections_total", "gateway_broker_reconnections_total",
-    "gateway_ws_slow_consumer_disconnects",
+    GATEWAY: {
+        "gateway_monitor_ws_connected", "gateway_monitor_ws_connects_total",
+        "gateway_monitor_ws_disconnects_total", "gateway_monitor_broker_up",
+        "gateway_monitor_broker_gap_seconds_bucket", "gateway_monitor_stale_symbols",
+        "gateway_monitor_symbol_stale_since_timestamp_seconds",
+        "gateway_monitor_rate_limit_events_total", "gateway_monitor_error_events_total",
+        "gateway_monitor_probe_success", "gateway_monitor_probe_duration_seconds",
+        "gateway_monitor_frames_total", "gateway_monitor_invalid_frames_total",
+        "gateway_orders_submitted_total", "gateway_order_events_total",
+        "gateway_broker_disconnections_total", "gateway_broker_reconnections_total",
+        "gateway_ws_slow_consumer_disconnects",
+        # Feed health.
+        "gateway_monitor_instruments", "gateway_monitor_instrument_last_tick_timestamp_seconds",
+        "gateway_monitor_instrument_silent_since_timestamp_seconds", "gateway_monitor_silent_instruments",
+        "gateway_monitor_feed_frozen", "gateway_monitor_silence_duration_seconds_bucket",
+        "gateway_monitor_quote_age_seconds_bucket", "gateway_monitor_quote_timestamps_invalid_total",
+    },
+    FLEET: {
+        "namespace_pod:gateway_monitor_blind:max", "namespace_pod_broker:gateway_monitor_broker_state:max",
+        "namespace_pod:gateway_monitor_stale_symbols:sum",
+        "namespace_pod:gateway_monitor_silent_instruments:sum",
+        "namespace_pod:gateway_monitor_last_frame_timestamp_seconds:max",
+        "namespace_pod:gateway_critical_events:increase", "broker:gateway_monitor_gateways:count",
+        "broker:gateway_monitor_gateways_failed:count", "broker:gateway_monitor_gateways_frozen:count",
+        "broker:gateway_monitor_gateways_degraded:count", "ALERTS",
+    },
 }
 
 
 def test_dashboard_shows_what_the_issue_asks_for(board: dict[str, Any]) -> None:
-    used = {n for t in _targets(board) for n in re.findall(r"\bgateway_\w+", t["expr"])}
-    assert used >= REQUIRED_ON_DASHBOARD, REQUIRED_ON_DASHBOARD - used
+    used = {n for t in _targets(board) for n in re.findall(r"\b[\w:]*(?:gateway_|ALERTS)[\w:]*", t["expr"])}
+    assert used >= REQUIRED_ON_DASHBOARD[board["uid"]], REQUIRED_ON_DASHBOARD[board["uid"]] - used
+    types = {p["type"] for p in _panels(board)}
+    assert {"stat", "timeseries", "table"} <= types
+    if board["uid"] == GATEWAY:
+        (heatmap,) = [p for p in _panels(board) if p["type"] == "heatmap"]
+        assert heatmap["targets"][0]["format"] == "heatmap" and "quote_age" in heatmap["targets"][0]["expr"]
 
 
-def test_queries_cli_lists_every_query(board: dict[str, Any]) -> None:
+def _links(board: dict[str, Any]) -> list[str]:
+    """The URLs of the dashboard's links and of its panels' data links."""
+    urls = [link["url"] for link in board.get("links", [])]
+    for panel in _panels(board):
+        urls += [link["url"] for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])]
+    return urls
+
+
+def test_links_between_the_dashboards_resolve() -> None:
+    boards = {uid: _board(uid) for uid in dashboard.OUTPUTS}
+    assert {uid: b["uid"] for uid, b in boards.items()} == {GATEWAY: GATEWAY, FLEET: FLEET}
+    for uid, board in boards.items():
+        other = FLEET if uid == GATEWAY else GATEWAY
+        targets = {re.match(r"/d/([\w-]+)", url).group(1) for url in _links(board)}
+        assert targets == {other}, f"{uid} links to {targets}, not to {other}"
+    variables = {v["name"] for v in boards[GATEWAY]["templating"]["list"]}
+    (table,) = [p for p in _panels(boards[FLEET]) if p["fieldConfig"]["defaults"].get("links")]
+    (link,) = table["fieldConfig"]["defaults"]["links"]
+    params = dict(re.findall(r"var-(\w+)=([^&]+)", link["url"]))
+    assert params == {"namespace": "${__data.fields.namespace}", "pod": "${__data.fields.pod}"}
+    assert set(params) <= variables and "${__url_time_range}" in link["url"]
+    assert "${datasource:queryparam}" in link["url"]  # the same Prometheus
+    # Every query of that table yields the fields the link reads.
+    for target in table["targets"]:
+        assert re.search(r"\bby \(namespace, pod\b", target["expr"]), target["expr"]
+
+
+def _column_tables(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in _panels(board)
+            if any(t["id"] == "labelsToFields" for t in p.get("transformations", []))]
+
+
+def test_fleet_tables_have_one_row_per_key_and_one_column_per_query() -> None:
+    """labelsToFields names each value after its `column` label, merge joins the queries on the
+    remaining labels: so every query labels its series with `column` and keeps the same key."""
+    tables = _column_tables(_board(FLEET))
+    assert {t["title"] for t in tables} == {"Every gateway", "Gateways per broker"}
+    for table in tables:
+        ids = [t["id"] for t in table["transformations"]]
+        assert ids == ["labelsToFields", "merge", "organize"], ids
+        assert table["transformations"][0]["options"] == {"mode": "columns", "valueLabel": "column"}
+        columns = set()
+        for target in table["targets"]:
+            assert target["instant"] and target.get("format", "time_series") == "time_series", target
+            made = re.search(r'label_replace\(.*, "column", "([^"$]+)(\$1)?", "\w*", "[^"]*"\)',
+                             target["expr"])
+            assert made, f"{table['title']}: {target['expr']} sets no column label"
+            columns.add(made.group(1) + (".*" if made.group(2) else ""))
+        order = table["transformations"][2]["options"]["indexByName"]
+        keys = {k for k in order if k not in columns}
+        assert keys in ({"namespace", "pod"}, {"broker"}), order
+        for target in table["targets"]:
+            assert re.search(rf"\bby \({', '.join(sorted(keys))}\b", target["expr"]), target["expr"]
+        for over in table["fieldConfig"]["overrides"]:
+            name = over["matcher"]["options"]
+            assert name in columns, f"override of {name!r}, not a column of {table['title']}"
+
+
+def test_queries_cli_lists_every_query() -> None:
     result = run([sys.executable, str(DEPLOY / "grafana" / "dashboard.py"), "--queries"])
     assert result.returncode == 0, result.stderr
     queries = json.loads(result.stdout)
-    assert [q["expr"] for q in queries] == [t["expr"] for t in _targets(board)]
+    expected = [(uid, t["expr"]) for uid in dashboard.OUTPUTS for t in _targets(_board(uid))]
+    assert [(q["dashboard"], q["expr"]) for q in queries] == expected
     for q in queries:
-        assert "$" not in q["resolved"], q["resolved"]
+        assert "$" not in q["resolved"].replace('"Broker $1"', ""), q["resolved"]
         assert q["panel"] and q["refId"]
 
 

@@ -369,11 +369,13 @@ def test_pod_monitor_scrapes_both_ports_with_the_rules_job_names(
     assert jobs == JOBS
 
 
-def test_dashboard_config_map(rendered: dict[str, Rendered]) -> None:
-    cm = rendered["prometheus-operator"].get("ConfigMap", "gateway-monitor-dashboard")
+@pytest.mark.parametrize(("name", "file"), [("gateway-monitor-dashboard", "gateway-monitor.json"),
+                                            ("gateway-fleet-dashboard", "gateway-fleet.json")])
+def test_dashboard_config_map(rendered: dict[str, Rendered], name: str, file: str) -> None:
+    cm = rendered["prometheus-operator"].get("ConfigMap", name)
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-    committed = (DEPLOY / "grafana" / "gateway-monitor.json").read_text(encoding="utf-8")
-    assert cm["data"] == {"gateway-monitor.json": committed}
+    committed = (DEPLOY / "grafana" / file).read_text(encoding="utf-8")
+    assert cm["data"] == {file: committed}
     # Client-side `kubectl apply` keeps a copy in an annotation limited to 256 KiB.
     assert len(committed.encode()) < 200 * 1024
 
