@@ -136,7 +136,7 @@ def market_data_type(data: bytes) -> str | None:
 def leading_tick(data: bytes) -> tuple[str, bytes] | None:
     """(kind, instrument key) of a quote or candle in the gateway's usual shape, else None.
 
-    monitor/feed.py's TickReader inlines this; frames it declines are parsed, which gives the
+    monitor/feed.py's FeedHealth.read inlines this; frames it declines are parsed, which gives the
     same answer more slowly.
     """
     for kind, head, mark in (("quote", QUOTE_HEAD, QUOTE_KEY_END), ("candle", CANDLE_HEAD, CANDLE_KEY_END)):

@@ -70,7 +70,7 @@ class FrameProcessor:
         Market data (~90% of frames) is only counted: its type is read from the raw
         bytes (decode.market_data_type, inlined here because this loop runs once per
         frame at up to a million frames a second). Everything else is decoded. Feed health
-        then reads the batch's ticks (monitor/feed.py, TickReader).
+        then reads the batch's ticks (monitor/feed.py, FeedHealth.read).
         """
         now = time.time()
         self._stats.last_frame_time = now
