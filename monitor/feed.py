@@ -173,6 +173,8 @@ class FeedHealth:
         self._silence_duration = Children(metrics.silence_duration)
         self._invalid_logged: dict[str, tuple[float, int]] = {}
         self._ambiguous: set[str] = set()
+        self._guessed: set[str] = set()
+        """Platforms chosen for an ambiguous provider before /health named any (saxo -> saxo-sim)."""
         self._subscribed = {(s.platform, symbol_label(s.instrument)) for s in settings.subscriptions}
         for sub in settings.subscriptions:
             self._expect(sub)
@@ -402,7 +404,9 @@ class FeedHealth:
             if len(narrowed) == 1:
                 return narrowed[0]
         chosen = protocol.normalise_broker(provider)
-        if self._known and provider not in self._ambiguous:  # none known yet: relabelled later
+        if not self._known:  # none known yet: relabelled later
+            self._guessed.add(chosen)
+        elif provider not in self._ambiguous:
             self._ambiguous.add(provider)
             log.warning("monitor.feed.provider_ambiguous", provider=provider, candidates=list(candidates),
                         known=sorted(self._known), chosen=chosen,
@@ -410,8 +414,15 @@ class FeedHealth:
         return chosen
 
     def _relabel(self) -> None:
-        """The gateway's platforms changed: instruments named by an ambiguous provider may move."""
+        """The gateway's platforms changed: instruments named by an ambiguous provider may move.
+
+        Quote ages observed under a guessed platform that /health does not list are dropped (a
+        saxo-live gateway's first quotes, sampled before its first /health answer).
+        """
         self._by_key.clear()
+        for guessed in self._guessed - self._known:
+            self._quote_age.remove(guessed)
+        self._guessed.clear()
         now = self._wall()
         for (broker, symbol), inst in list(self.instruments.items()):
             if inst.provider is None or self._broker_of(inst.provider, symbol) == broker:
