@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint tools apt-tools go-tools deploy-tools bench bench-tls reliability soak
+.PHONY: demo test lint tools apt-tools go-tools deploy-tools bench bench-tls reliability soak conformance-feed
 
 # Debian's python3 comes without venv (package python3-venv): installed on first need.
 $(BIN)/.installed: pyproject.toml
@@ -46,6 +46,13 @@ test:
 reliability: $(BIN)/.installed tools
 	RELIABILITY_FIGURES=build/reliability.json $(BIN)/pytest tests/reliability
 	$(BIN)/python tests/reliability/render_report.py build/reliability.json
+
+## Feed health at default settings against the real gateway: a muted instrument, a frozen feed,
+## alerts and recovery (~15 min; make test skips it). INTERVALS=15s,30s by default.
+conformance-feed: $(BIN)/.installed tools
+	CONFORMANCE_FULL=1 FEED_FIGURES=build/feed-default-settings.json \
+	$(if $(INTERVALS),CONFORMANCE_FULL_INTERVALS=$(INTERVALS)) \
+	$(BIN)/pytest tests/conformance/test_feed_default_settings.py -ra -s
 
 ## A bounded soak: every scenario and fault, repeatedly (MINUTES=15 by default).
 soak: $(BIN)/.installed

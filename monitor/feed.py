@@ -197,6 +197,8 @@ class FeedHealth:
         """The last moment frames may have gone unread: no silence is claimed across it."""
         self._skipping = False
         self._unread = 0
+        self._guessed: set[str] = set()
+        """Platforms chosen for an ambiguous provider before /health named any (saxo -> saxo-sim)."""
         self._subscribed = {(s.platform, symbol_label(s.instrument)) for s in settings.subscriptions}
         for sub in settings.subscriptions:
             self._expect(sub)
@@ -477,7 +479,9 @@ class FeedHealth:
             if len(narrowed) == 1:
                 return narrowed[0]
         chosen = protocol.normalise_broker(provider)
-        if self._known and provider not in self._ambiguous:  # none known yet: relabelled later
+        if not self._known:  # none known yet: relabelled later
+            self._guessed.add(chosen)
+        elif provider not in self._ambiguous:
             self._ambiguous.add(provider)
             log.warning("monitor.feed.provider_ambiguous", provider=provider, candidates=list(candidates),
                         known=sorted(self._known), chosen=chosen,
@@ -485,8 +489,15 @@ class FeedHealth:
         return chosen
 
     def _relabel(self) -> None:
-        """The gateway's platforms changed: instruments named by an ambiguous provider may move."""
+        """The gateway's platforms changed: instruments named by an ambiguous provider may move.
+
+        Quote ages observed under a guessed platform that /health does not list are dropped (a
+        saxo-live gateway's first quotes, sampled before its first /health answer).
+        """
         self._by_key.clear()
+        for guessed in self._guessed - self._known:
+            self._quote_age.remove(guessed)
+        self._guessed.clear()
         now = self._wall()
         for (broker, symbol), inst in list(self.instruments.items()):
             if inst.provider is None or self._broker_of(inst.provider, symbol) == broker:

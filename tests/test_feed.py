@@ -410,3 +410,25 @@ def proc_read(rig: Rig, batch: list[bytes]) -> None:
         feed.skip -= len(batch)
     else:
         feed.read(batch[feed.skip:], rig.now)
+def test_quote_ages_filed_under_a_guessed_platform_move_when_health_names_another() -> None:
+    # The real gateway v0.2.0 in saxo-live mode: quotes say provider "saxo", /health says
+    # saxo-live. Quotes sampled before the first /health answer (the monitor's first second) went
+    # under saxo-sim, the gateway's reading of "saxo", and that histogram stayed forever: a
+    # broker the gateway does not have, on every scrape.
+    rig = Rig(brokers=())
+    sample(rig, "2026-12-01T14:33:09.500000000Z", 1796135591.0)
+    assert rig.value("quote_age_seconds_count", broker="saxo-sim") == 1
+    rig.state.health([ProviderHealth("saxo-live", True, ())], requested_at=0.0)
+    rig.run(1)  # the next sweep sees the platforms /health named
+    sample(rig, "2026-12-01T14:33:10.500000000Z", 1796135592.0)
+    assert rig.value("quote_age_seconds_count", broker="saxo-sim") is None
+    assert rig.value("quote_age_seconds_count", broker="saxo-live") == 1
+
+
+def test_quote_ages_under_the_platform_health_confirms_are_kept() -> None:
+    rig = Rig(brokers=())
+    sample(rig, "2026-12-01T14:33:09.500000000Z", 1796135591.0)
+    rig.state.health([ProviderHealth("saxo-sim", True, ())], requested_at=0.0)
+    rig.run(1)
+    sample(rig, "2026-12-01T14:33:10.500000000Z", 1796135592.0)
+    assert rig.value("quote_age_seconds_count", broker="saxo-sim") == 2

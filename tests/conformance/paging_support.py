@@ -6,11 +6,16 @@ process observing it (job `gateway-monitor`), both every second with the same `n
 labels; the rules are alerts/src rendered with the scaled TEST_THRESHOLDS; Alertmanager runs
 alerts/alertmanager.yml with the webhooks pointed at a receiver and production's timings shortened
 in proportion. A raw client beside the monitor tells when each event really happened.
+
+`Setup` changes that for one run: monitor flags (e.g. a short silence floor), the scrape and
+evaluation interval, the committed production rules and Alertmanager's shipped timings (the
+default-settings run of test_feed_default_settings.py), the markets-closed mutes removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +25,11 @@ from typing import Any
 
 import pytest
 import yaml
+from alerts_support import RULES_DIR
 from gateway_support import API_KEY, RawClient, RealGateway, gateway_binary
 from processes import (
     LINES,
+    ManagedProcess,
     Notification,
     VersionLine,
     WebhookReceiver,
@@ -48,6 +55,46 @@ ONCE_WINDOW = 12.0  # after a page: two pager group_intervals, a repeated page w
 LATENCY_BOUND = 15.0  # event -> webhook: scrape 1 s + evaluation 1 s + group_wait 3 s + slack
 
 
+@dataclass(frozen=True)
+class Setup:
+    """How one pipeline run is set up; the defaults are the scaled CI pipeline described above."""
+
+    monitor_flags: tuple[str, ...] = ()
+    """Appended to start_monitor's (later flags win)."""
+    interval: str = "1s"
+    """Prometheus' scrape and evaluation interval."""
+    production_rules: bool = False
+    """alerts/rules/*.yml as committed, instead of alerts/src rendered with TEST_THRESHOLDS."""
+    shipped_timings: bool = False
+    """alerts/alertmanager.yml's own group_wait/group_interval/repeat_interval."""
+    market_hours: bool = True
+    """Keep the mute_time_intervals (False: feed alerts are never muted by the clock)."""
+    watchdog_timeout: float = 30.0
+
+
+def without_market_hours(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` without its mute_time_intervals: alerts/alertmanager.yml mutes saxo-*'s feed alerts
+    on FX weekends, and a test must not depend on the day it runs."""
+    config = copy.deepcopy(config)
+
+    def strip(route: dict[str, Any]) -> None:
+        route.pop("mute_time_intervals", None)
+        for child in route.get("routes", []):
+            strip(child)
+
+    strip(config["route"])
+    return config
+
+
+def shipped_config(base: dict[str, Any], receiver: WebhookReceiver) -> dict[str, Any]:
+    """alerts/alertmanager.yml as shipped (timings included), its webhooks sent to `receiver`."""
+    config = copy.deepcopy(base)
+    for rcv in config.get("receivers", []):
+        for hook in rcv.get("webhook_configs", []):
+            hook["url"] = receiver.url(rcv["name"])
+    return config
+
+
 @dataclass
 class Run:
     """What one pipeline run observed."""
@@ -65,6 +112,8 @@ class Run:
     gateway_counters: dict[str, float | None] = field(default_factory=dict)
     firing_after_oco: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     """alertname -> {(source, broker)} firing in Prometheus once the OCO page was sent."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Whatever else a body records."""
 
     def latency(self, event: str, note: Notification | None) -> float | None:
         """Seconds from the event to `note`."""
@@ -74,22 +123,30 @@ class Run:
 class RealPipeline(Pipeline):
     """tests/alerts' pipeline with the real gateway in place of the simulator."""
 
-    async def start_real(self, gateway: RealGateway, rules: list[Path]) -> None:
+    monitor: ManagedProcess
+
+    async def start_real(self, gateway: RealGateway, rules: list[Path], setup: Setup = Setup()) -> None:
         """Monitor process, Alertmanager and Prometheus around a started real gateway."""
         key_file = self.workdir / "api-key"
         key_file.write_text(API_KEY)
-        monitor = await self._keep(start_monitor(self.workdir / "monitor", gateway.url,
-                                                 "--api-key-file", str(key_file)))
+        self.monitor = monitor = await self._keep(start_monitor(
+            self.workdir / "monitor", gateway.url, "--api-key-file", str(key_file), *setup.monitor_flags))
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
-        config = alertmanager_test_config(base, self.receiver, ROOT_TIMINGS, ROUTE_TIMINGS)
+        if setup.shipped_timings:
+            config = shipped_config(base, self.receiver)
+        else:
+            config = alertmanager_test_config(base, self.receiver, ROOT_TIMINGS, ROUTE_TIMINGS)
+        if not setup.market_hours:
+            config = without_market_hours(config)
         self.alertmanager = await self._keep(
             start_alertmanager(self.line, self.workdir / "alertmanager", config))
         jobs = [scrape_job("gateway-monitor", monitor), scrape_job("gateway", gateway)]  # type: ignore[arg-type]  # duck: .port
-        prom_config = prometheus_config(jobs, rules, self.alertmanager.port)
+        prom_config = prometheus_config(jobs, rules, self.alertmanager.port, interval=setup.interval)
         self.prometheus = await self._keep(
             start_prometheus(self.line, self.workdir / "prometheus", prom_config))
         up = "sum(up) == 2 and sum(gateway_monitor_ws_connected) == 1"
-        if not await self.until(lambda: self.query(up), "targets"):
+        settle = 30.0 + 3 * _seconds(setup.interval)
+        if not await self.until(lambda: self.query(up), "targets", timeout=settle):
             pytest.fail(f"Prometheus never saw both targets up and the monitor connected ({up})",
                         pytrace=False)
 
@@ -123,8 +180,13 @@ class RealPipeline(Pipeline):
             return None
 
 
+def _seconds(duration: str) -> float:
+    """Seconds of a simple Prometheus duration ("15s", "1m")."""
+    return float(duration[:-1]) * {"s": 1, "m": 60}[duration[-1]]
+
+
 async def pipeline_run(
-    line: VersionLine, workdir: Path, env: dict[str, str], body: Callable[..., Any]
+    line: VersionLine, workdir: Path, env: dict[str, str], body: Callable[..., Any], setup: Setup = Setup()
 ) -> Run:
     """Start gateway (env), raw client and the pipeline; run `body(pipe, gateway, raw, run)`; stop all."""
     binary = gateway_binary()
@@ -139,9 +201,10 @@ async def pipeline_run(
         await gateway.start()
         raw = RawClient(gateway.url)
         await raw.connect()
-        await pipe.start_real(gateway, render_test_rules(workdir))
+        rules = sorted(RULES_DIR.glob("*.yml")) if setup.production_rules else render_test_rules(workdir)
+        await pipe.start_real(gateway, rules, setup)
         run.up_jobs = await pipe.jobs_up()
-        await receiver.wait_for(lambda n: n.path == "/watchdog", 30)
+        await receiver.wait_for(lambda n: n.path == "/watchdog", setup.watchdog_timeout)
         await body(pipe, gateway, raw, run)
     except Exception as err:  # say whether the gateway was still there, with its log
         raise AssertionError(f"{type(err).__name__}: {err}\n{gateway.process.describe()}") from err
