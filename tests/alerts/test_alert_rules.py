@@ -32,7 +32,8 @@ def load_generator() -> ModuleType:
 
 
 def test_rule_files_exist() -> None:
-    assert [p.name for p in rule_files()] == ["critical.yml", "fleet.yml", "warning.yml", "watchdog.yml"]
+    names = ["critical.yml", "feed.yml", "fleet.yml", "warning.yml", "watchdog.yml"]
+    assert [p.name for p in rule_files()] == names
 
 
 @pytest.mark.parametrize("path", rule_files(), ids=lambda p: p.name)

@@ -15,14 +15,9 @@ frozen, cleared), Prometheus' /api/v1/alerts polled every `Plan.poll` seconds (a
 alert; resolved when it is gone), the webhook receiver (notifications), the fake's control calls
 (mute, unmute). Every time is reported from the control call.
 
-Inhibition races (measured: tests/conformance/README.md): GatewayFeedFrozen (critical.yml's group) and the
-GatewayInstrumentSilent of the last instrument to go silent (warning.yml's group) come from the
-same monitor sweep, but Prometheus evaluates the two groups at different moments of the interval,
-so for up to one evaluation interval the instrument alert is firing with no inhibitor yet (and, on
-recovery, after the inhibitor resolved). A ticket group flush in that window names GBPUSD. With the
-scaled timings (ticket group_interval 10 s, evaluation 1 s) that would make the CI test flaky, so
-there (`Plan.align`) the second mute and the unmute are timed to the middle of the ticket group's
-interval; the default-settings run leaves it to chance (its ticket group flushes every 10 min).
+GatewayFeedFrozen and the GatewayInstrumentSilent alerts it inhibits are evaluated in one rule
+group (alerts/src/feed.yml), so the inhibitor reaches Alertmanager first and resolves with them: no
+ticket names GBPUSD, whenever the ticket group flushes.
 """
 
 from __future__ import annotations
@@ -61,8 +56,6 @@ class Plan:
     page_wait: float
     page_interval: float
     poll: float = 0.5
-    align: bool = False
-    """Time the second mute and the unmute to the middle of the ticket group's interval."""
 
     @property
     def firing_bound(self) -> float:
@@ -201,8 +194,6 @@ def feed_body(fake: FakeSaxo, plan: Plan) -> Callable[..., Any]:
                 and _names(n, SILENT, EURUSD), plan.firing_bound + plan.ticket_wait + 15)
             run.pages["ticket " + SILENT] = [ticket]
             # 2. Every instrument muted: a frozen feed.
-            if plan.align:
-                await _mid_interval(ticket.received_monotonic, plan.ticket_interval)
             frozen_from = await ctl("ticks?on=0&symbol=GBPUSD", MUTE_ALL)
             data["phase1"] = (muted, frozen_from)
             data["health1"] = health.between(muted, frozen_from)
@@ -210,8 +201,6 @@ def feed_body(fake: FakeSaxo, plan: Plan) -> Callable[..., Any]:
                                                  plan.firing_bound + plan.page_wait + 15, plan.once_window)
             data["alertmanager"] = await get_json(f"{pipe.alertmanager.base_url}/api/v2/alerts")
             # 3. Both unmuted.
-            if plan.align:
-                await _mid_interval(ticket.received_monotonic, plan.ticket_interval)
             data["health2"] = health.between(frozen_from, time.monotonic())
             unmuted = await ctl("ticks?on=1&symbol=EURUSD", UNMUTE)
             await ctl("ticks?on=1&symbol=GBPUSD")
@@ -261,13 +250,6 @@ async def _resolution(pipe: RealPipeline, path: str, alertname: str, since: floa
         return await pipe.receiver.wait_for(resolves, timeout)
     except AssertionError:
         return None
-
-
-async def _mid_interval(first_flush: float, interval: float) -> None:
-    """Sleep until 2 s into one of the ticket group's intervals (its flushes follow its first one
-    every `interval` seconds): the alerts then change in mid-interval, whatever the race."""
-    elapsed = (time.monotonic() - first_flush) % interval
-    await asyncio.sleep((2.0 - elapsed) % interval)
 
 
 async def _first_quotes(raw: RawClient, after: float) -> float:

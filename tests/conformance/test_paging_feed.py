@@ -64,7 +64,6 @@ PLAN = Plan(
     ticket_interval=_seconds(ROUTE_TIMINGS["ticket"]["group_interval"]),
     page_wait=_seconds(ROUTE_TIMINGS["pager"]["group_wait"]),
     page_interval=_seconds(ROUTE_TIMINGS["pager"]["group_interval"]),
-    align=True,
 )
 
 
