@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .config import Config, basic_auth_over_http, plain_ws_to_remote
 from .events import EventHandler
-from .feed import FeedHealth, FeedSettings
+from .feed import FeedHealth
 from .gateway_state import GatewayState
+from .instrument import FeedSettings
 from .metrics import PREFIX, PROBE_ENDPOINTS, Metrics
 from .observer import Observer, ObserverState
 from .probe import Prober

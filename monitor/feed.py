@@ -10,7 +10,7 @@ monitor receives every market-data frame, so it can tell what the gateway cannot
   interval learned, across frames it may have missed.
 - Once a second, `sweep()` takes that dict, resolves each new key to (broker, symbol), learns
   each instrument's usual interval between ticks and decides which instruments are silent.
-- One quote every AGE_SAMPLE_SECONDS at most is parsed for its age at arrival.
+- Quotes are sampled for their age at arrival (monitor/quote_age.py).
 
 What "silent" means (README, "Feed health"): an instrument is silent when it has not ticked
 for longer than its threshold, max(floor, multiple x usual interval), while the monitor's socket
@@ -25,7 +25,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,29 +32,15 @@ import orjson
 import structlog
 
 from . import protocol
-from .decode import (
-    CANDLE_HEAD,
-    CANDLE_KEY_END,
-    CANDLE_PREFIX,
-    QUOTE_HEAD,
-    QUOTE_KEY_END,
-    QUOTE_PREFIX,
-    parse_timestamp,
-)
-from .feed_config import SilenceOverride, Subscription
+from .decode import CANDLE_HEAD, CANDLE_KEY_END, CANDLE_PREFIX, QUOTE_HEAD, QUOTE_KEY_END, QUOTE_PREFIX
+from .feed_config import Subscription
 from .gateway_state import UP, GatewayState, symbol_label
+from .instrument import SWEEP_SECONDS, FeedSettings, Instrument, key_of, platform_candidates, split_key
 from .metrics import Children, Metrics
+from .quote_age import QuoteAges
 
 log = structlog.get_logger("monitor.feed")
 
-SWEEP_SECONDS = 1.0
-LEARNING_WEIGHT = 0.05
-"""Weight of the newest gap in the usual interval: it follows about the last 20 gaps."""
-AGE_SAMPLE_SECONDS = 0.01
-"""At most one sampled quote per 10 ms (100 a second): the first quote of a batch of frames."""
-FUTURE_TOLERANCE_SECONDS = 1.0
-MAX_QUOTE_AGE_SECONDS = 3600.0
-INVALID_LOG_SECONDS = 60.0
 FULL_READ_PER_SECOND = 20_000
 """Frames read for their instrument each second before feed health samples. Reading a quote's
 instrument costs ~0.4 µs (a find, a slice, a dict store): 20,000 a second is under 1% of a core,
@@ -65,98 +50,6 @@ SAMPLE_STRIDE = 32
 skipped, until the next sweep: one frame in this many is read."""
 BACKTEST = "tektii"
 """The backtest engine's clock is not the wall clock: its instruments are never silent or late."""
-PROVIDER_SEPARATOR = b'","provider":"'
-DEFAULT_SEVERITY = "warning"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """The silence settings of one instrument, after overrides."""
-
-    floor: float
-    multiple: float
-    threshold: float | None
-    severity: str
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class FeedSettings:
-    """Feed-health configuration: defaults, overrides, expected instruments, series cap."""
-
-    floor: float = 60.0
-    multiple: float = 20.0
-    overrides: tuple[SilenceOverride, ...] = ()
-    subscriptions: tuple[Subscription, ...] = ()
-    max_instruments: int = 1000
-
-    def rule(self, broker: str, symbol: str) -> Rule:
-        """Defaults, then the broker's override, then the instrument's (most specific wins)."""
-        values: dict[str, Any] = {"floor": self.floor, "multiple": self.multiple, "threshold": None,
-                                  "severity": DEFAULT_SEVERITY, "enabled": True}
-        matching = [o for o in self.overrides if o.broker == broker and o.instrument in (None, symbol)]
-        for override in sorted(matching, key=lambda o: o.instrument is not None):
-            for field, key in (("floor_seconds", "floor"), ("multiple", "multiple"),
-                               ("threshold_seconds", "threshold"), ("severity", "severity"),
-                               ("enabled", "enabled")):
-                if getattr(override, field) is not None:
-                    values[key] = getattr(override, field)
-        return Rule(**values)
-
-
-@dataclass(slots=True)
-class Instrument:
-    """What the monitor knows of one instrument's feed."""
-
-    broker: str
-    symbol: str
-    provider: str | None
-    """quote.provider as the gateway spells it; None for an instrument only expected so far."""
-    rule: Rule
-    min_interval: float = 0.0
-    """From SUBSCRIPTIONS: a candle-only subscription is quiet for a bar by design."""
-    last_tick: float | None = None
-    log_gap: float | None = None
-    eligible_since: float | None = None
-    silent_since: float | None = None
-
-    @property
-    def usual_interval(self) -> float | None:
-        """The geometric mean of recent gaps between ticks (None before the second tick)."""
-        return None if self.log_gap is None else math.exp(self.log_gap)
-
-    def threshold(self) -> float:
-        """Seconds without a tick after which the instrument is silent."""
-        if self.rule.threshold is not None:
-            return self.rule.threshold
-        usual = max(self.usual_interval or 0.0, self.min_interval)
-        return max(self.rule.floor, self.rule.multiple * usual)
-
-    def learn(self, gap: float) -> None:
-        """Fold one gap into the usual interval, in log space: one long pause moves it little.
-
-        Ticks are seen once per sweep (the last one of each second), so gaps are measured to a
-        second: an instrument that ticks more often has a usual interval of one second.
-        """
-        logged = math.log(max(gap, SWEEP_SECONDS))
-        self.log_gap = logged if self.log_gap is None else self.log_gap + LEARNING_WEIGHT * (
-            logged - self.log_gap)
-
-
-def platform_candidates(provider: str) -> tuple[str, ...]:
-    """The platform ids a quote's `provider` may stand for.
-
-    Alpaca and Oanda send the platform id, Binance the product without live/testnet
-    (`binance-spot`), Saxo `saxo` for both saxo-sim and saxo-live, the mock `mock`.
-    """
-    text = provider.strip().lower()
-    if text in protocol.PLATFORMS:
-        return (text,)
-    prefixed = tuple(p for p in protocol.PLATFORMS if p.startswith(text + "-"))
-    if prefixed:
-        return prefixed
-    platform = protocol.normalise_broker(provider)
-    return () if platform in (protocol.OTHER, protocol.NO_BROKER) else (platform,)
 
 
 class FeedHealth:
@@ -180,15 +73,13 @@ class FeedHealth:
         """Filled by the frame path: raw key -> arrival time of its last frame."""
         self.ticks_limit = 4 * max(settings.max_instruments, 100)
         """Past this many keys the frame path merges at once (a flood of new symbols)."""
-        self.next_age_sample = 0.0
         self.instruments: dict[tuple[str, str], Instrument] = {}
         self._by_key: dict[bytes, Instrument | None] = {}
         self._known: frozenset[str] = frozenset()
         self._frozen: dict[str, float] = {}
         self._brokers: set[str] = set()
-        self._quote_age = Children(metrics.quote_age)
         self._silence_duration = Children(metrics.silence_duration)
-        self._invalid_logged: dict[str, tuple[float, int]] = {}
+        self.quote_ages = QuoteAges(metrics, self._observed_broker)
         self._ambiguous: set[str] = set()
         self.budget = FULL_READ_PER_SECOND
         self.skip = 0
@@ -210,8 +101,8 @@ class FeedHealth:
         `skip` so that only one batch in SAMPLE_STRIDE is read until the next sweep."""
         if self._skipping:
             self.sampled_at = now  # frames went by unread until this batch
-        if now >= self.next_age_sample and frames[0].startswith(QUOTE_HEAD):
-            self.sample_quote(frames[0], now)
+        if now >= self.quote_ages.next_sample and frames[0].startswith(QUOTE_HEAD):
+            self.quote_ages.sample(frames[0], now)
         ticks = self.ticks
         for data in frames:
             if data.startswith(QUOTE_HEAD):
@@ -257,40 +148,7 @@ class FeedHealth:
         if isinstance(body, dict):
             symbol, provider = body.get("symbol"), body.get("provider")
             if isinstance(symbol, str) and isinstance(provider, str):
-                self.ticks[_key(symbol, provider)] = now
-
-    def sample_quote(self, data: bytes, now: float) -> None:
-        """Observe the age at arrival of one quote, `now` being its arrival time."""
-        self.next_age_sample = now + AGE_SAMPLE_SECONDS
-        try:
-            quote = orjson.loads(data).get("quote")
-        except (orjson.JSONDecodeError, AttributeError):
-            return  # not this module's to report: the frame is counted as it is
-        if not isinstance(quote, dict) or not isinstance(quote.get("provider"), str):
-            return
-        broker = self._broker_of(quote["provider"], str(quote.get("symbol", "")))
-        if broker == BACKTEST:
-            return
-        stamp = quote.get("timestamp")
-        sent = parse_timestamp(stamp)
-        if sent is None:
-            self._invalid_timestamp("missing" if stamp is None else "unparseable", stamp, now)
-        elif now - sent < -FUTURE_TOLERANCE_SECONDS:
-            self._invalid_timestamp("future", stamp, now)
-        elif now - sent > MAX_QUOTE_AGE_SECONDS:
-            self._invalid_timestamp("too_old", stamp, now)
-        else:
-            self._quote_age(broker).observe(max(0.0, now - sent))
-
-    def _invalid_timestamp(self, reason: str, stamp: object, now: float) -> None:
-        self._m.quote_timestamps_invalid.labels(reason).inc()
-        last, count = self._invalid_logged.get(reason, (-math.inf, 0))
-        if now - last >= INVALID_LOG_SECONDS:
-            log.warning("monitor.feed.quote_timestamp_invalid", reason=reason,
-                        timestamp=str(stamp)[:64], skipped_since_last_line=count)
-            self._invalid_logged[reason] = (now, 0)
-        else:
-            self._invalid_logged[reason] = (last, count + 1)
+                self.ticks[key_of(symbol, provider)] = now
 
     # --- connection -------------------------------------------------------------------------
 
@@ -444,7 +302,7 @@ class FeedHealth:
 
     def _resolve(self, key: bytes) -> Instrument | None:
         """The instrument of a raw key, created when new; None when it cannot be tracked."""
-        parsed = _split(key)
+        parsed = split_key(key)
         if parsed is None:
             return None
         symbol, provider = symbol_label(parsed[0]), parsed[1]
@@ -488,6 +346,11 @@ class FeedHealth:
                         hint="give the monitor SUBSCRIPTIONS to name each instrument's platform")
         return chosen
 
+    def _observed_broker(self, provider: str, symbol: str) -> str | None:
+        """The platform a quote's age is filed under; None for the backtest engine's."""
+        broker = self._broker_of(provider, symbol)
+        return None if broker == BACKTEST else broker
+
     def _relabel(self) -> None:
         """The gateway's platforms changed: instruments named by an ambiguous provider may move.
 
@@ -495,8 +358,7 @@ class FeedHealth:
         saxo-live gateway's first quotes, sampled before its first /health answer).
         """
         self._by_key.clear()
-        for guessed in self._guessed - self._known:
-            self._quote_age.remove(guessed)
+        self.quote_ages.forget(self._guessed - self._known)
         self._guessed.clear()
         now = self._wall()
         for (broker, symbol), inst in list(self.instruments.items()):
@@ -510,27 +372,6 @@ class FeedHealth:
         """(broker, symbol, last tick, usual interval, threshold, silent since) per instrument."""
         return [(i.broker, i.symbol, i.last_tick, i.usual_interval, i.threshold(), i.silent_since)
                 for i in self.instruments.values()]
-
-
-def _key(symbol: str, provider: str) -> bytes:
-    """The raw key of a parsed frame, as the frame path cuts it from the gateway's usual shape."""
-    return orjson.dumps(symbol)[1:-1] + PROVIDER_SEPARATOR + orjson.dumps(provider)[1:-1]
-
-
-def _split(key: bytes) -> tuple[str, str] | None:
-    """(symbol, provider) of a raw key; the key is JSON string content, so it is read as JSON."""
-    if key.count(PROVIDER_SEPARATOR) == 1 and b"\\" not in key:
-        symbol, provider = key.split(PROVIDER_SEPARATOR)
-        if b'"' not in symbol and b'"' not in provider:
-            return symbol.decode("utf-8", "replace"), provider.decode("utf-8", "replace")
-    try:  # escapes, or fields between symbol and provider: read the fragment as the object it is
-        body = orjson.loads(b'{"symbol":"' + key + b'"}')
-    except orjson.JSONDecodeError:
-        return None
-    symbol, provider = body.get("symbol"), body.get("provider")
-    if isinstance(symbol, str) and isinstance(provider, str):
-        return symbol, provider
-    return None
 
 
 def _iso(timestamp: float | None) -> str | None:

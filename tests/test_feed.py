@@ -14,10 +14,12 @@ from structlog.testing import capture_logs
 
 from monitor import feed as feed_module
 from monitor.decode import leading_tick
-from monitor.feed import AGE_SAMPLE_SECONDS, FeedHealth, FeedSettings, _split, platform_candidates
+from monitor.feed import FeedHealth
 from monitor.feed_config import SilenceOverride, Subscription
 from monitor.gateway_state import GatewayState, ProviderHealth
+from monitor.instrument import FeedSettings, platform_candidates, split_key
 from monitor.metrics import Metrics
+from monitor.quote_age import AGE_SAMPLE_SECONDS
 
 SAXO = "saxo-sim"
 T0 = 1_796_000_000.0
@@ -321,21 +323,21 @@ def test_platform_candidates_follow_the_adapters_spellings() -> None:
 def test_the_key_cut_from_the_bytes_reads_back_as_symbol_and_provider(symbol: str, provider: str) -> None:
     tick = leading_tick(quote(symbol, provider))
     if tick is not None:  # a symbol that holds `","bid"` escapes it: the frame is parsed instead
-        assert _split(tick[1]) == (symbol, provider)
+        assert split_key(tick[1]) == (symbol, provider)
 
 
 def test_fields_between_symbol_and_provider_still_name_the_instrument() -> None:
-    assert _split(b'EURUSD","exchange":"X","provider":"saxo') == ("EURUSD", "saxo")
-    assert _split(b'EURUSD","provider":"saxo","exchange":"X') == ("EURUSD", "saxo")
-    assert _split(b"EURUSD") is None
+    assert split_key(b'EURUSD","exchange":"X","provider":"saxo') == ("EURUSD", "saxo")
+    assert split_key(b'EURUSD","provider":"saxo","exchange":"X') == ("EURUSD", "saxo")
+    assert split_key(b"EURUSD") is None
 
 
 # --- quote age ------------------------------------------------------------------------------------
 
 
 def sample(rig: Rig, timestamp: Any, at: float) -> None:
-    rig.feed.next_age_sample = 0.0
-    rig.feed.sample_quote(orjson.dumps({"type": "quote", "quote": {
+    rig.feed.quote_ages.next_sample = 0.0
+    rig.feed.quote_ages.sample(orjson.dumps({"type": "quote", "quote": {
         "symbol": "EURUSD", "provider": "saxo", "bid": "1", "ask": "1", "last": "1", "timestamp": timestamp},
         "timestamp": "x"}), at)
 
@@ -345,7 +347,7 @@ def test_quote_age_is_arrival_minus_the_quotes_own_timestamp() -> None:
     sample(rig, "2026-12-01T14:33:09.500000000Z", 1796135591.0)  # 1.5 s after its timestamp
     assert rig.value("quote_age_seconds_count", broker=SAXO) == 1
     assert rig.value("quote_age_seconds_sum", broker=SAXO) == pytest.approx(1.5)
-    assert rig.feed.next_age_sample == pytest.approx(1796135591.0 + AGE_SAMPLE_SECONDS)
+    assert rig.feed.quote_ages.next_sample == pytest.approx(1796135591.0 + AGE_SAMPLE_SECONDS)
 
 
 @pytest.mark.parametrize(("timestamp", "reason"), [

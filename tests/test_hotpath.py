@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 from monitor import connection
 from monitor.decode import InvalidFrame, decode, leading_tick, market_data_type, trailing_market_data_type
 from monitor.events import EventHandler
-from monitor.feed import FeedHealth, FeedSettings
+from monitor.feed import FeedHealth
 from monitor.gateway_state import GatewayState
+from monitor.instrument import FeedSettings
 from monitor.metrics import Metrics
 from monitor.stream import FrameProcessor
 

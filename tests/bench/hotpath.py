@@ -36,7 +36,8 @@ def feed_health(metrics: Metrics, state: GatewayState) -> Any:
 
     if not (Path(monitor.__file__).parent / "feed.py").exists():
         return None  # (an editable install would otherwise find this checkout's feed.py)
-    from monitor.feed import FeedHealth, FeedSettings
+    from monitor.feed import FeedHealth
+    from monitor.instrument import FeedSettings
 
     return FeedHealth(metrics, state, FeedSettings(max_instruments=10_100), lambda: True)
 
