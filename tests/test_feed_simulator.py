@@ -136,10 +136,12 @@ async def test_saxo_quotes_are_filed_under_the_saxo_platform_health_lists(
     stop = asyncio.Event()
     feed = asyncio.create_task(run_market_data(sim, 200, stop))
     try:
-        await wait_for(lambda: mon.metrics.registry.get_sample_value(
-            "gateway_monitor_instruments", {"broker": "saxo-live"}) == len(EVERYONE),
-            what="every Saxo instrument tracked under saxo-live")
-        assert mon.metrics.registry.get_sample_value("gateway_monitor_instruments", {"broker": "saxo-sim"}) is None
+        def instruments(broker: str) -> float | None:
+            return mon.metrics.registry.get_sample_value("gateway_monitor_instruments", {"broker": broker})
+
+        await wait_for(lambda: instruments("saxo-live") == len(EVERYONE),
+                       what="every Saxo instrument tracked under saxo-live")
+        assert instruments("saxo-sim") is None
     finally:
         stop.set()
         await feed
