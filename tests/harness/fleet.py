@@ -238,6 +238,9 @@ async def measure(run: Run) -> None:
     """The figures of the run, read before anything stops."""
     fleet, profile = run.fleet, run.profile
     run.figures["scrapes"] = await scrape_figures(fleet, time.monotonic() - run.started)
+    groups = (await fleet.api("rules"))["data"]["groups"]
+    run.figures["rules"] = sorted(({"group": g["name"], "rule": r["name"], "seconds": r["evaluationTime"]}
+                                   for g in groups for r in g["rules"]), key=lambda r: -r["seconds"])
     before = 2 * profile.interval
     if "outage" in run.phases:
         window = profile.stagger + profile.hold + 5 * profile.interval

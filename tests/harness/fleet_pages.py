@@ -1,9 +1,10 @@
 """What reached the pager and the ticket queue, alert by alert and phase by phase.
 
-A page is one alert that Alertmanager sent firing to the `pager` receiver for the first time
-(test_e2e_paging.new_pages counts the same thing per alertname): an alert is its fingerprint and
+A page is a notification to the `pager` receiver that carries an alert not sent firing before,
+counted once per alertname, as test_e2e_paging.new_pages counts: an alert is its fingerprint and
 startsAt, so an alert that resolves and fires again pages again, while a group update that only
-adds a resolution or an alert already sent is no new page.
+adds a resolution or an alert already sent is no new page. Two alerts of one notification (the
+same pod's alert from the socket and from the gateway's counters) are one page.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class Alerted:
 
     received: float  # monotonic seconds
     path: str
-    labels: dict[str, str]
+    labels: dict[str, str]  # of its first new alert
     annotations: dict[str, str]
+    alerts: int = 1  # new alerts of this name in the notification
 
     @property
     def alertname(self) -> str:
@@ -44,21 +46,31 @@ class Alerted:
         """One line: name, where, summary and (for fleet alerts) the description."""
         note = self.annotations.get("summary", "")
         if self.labels.get("source") == "fleet":
-            note += " " + self.annotations.get("description", "")
+            description = " ".join(self.annotations.get("description", "").split())
+            head, hit, pods = description.partition("Gateways hit:")
+            listed = pods.split()
+            shown = ", ".join(pod.rsplit("/", 1)[-1] for pod in listed[:4])
+            note += f" {head}{hit} [{len(listed)} pods listed: {shown}{', ...' if len(listed) > 4 else ''}]"
         note = " ".join(note.split())
-        return f"{self.alertname} [{self.where}] {note[:limit]}{'…' if len(note) > limit else ''}"
+        several = f" ({self.alerts} alerts)" if self.alerts > 1 else ""
+        return f"{self.alertname} [{self.where}]{several} {note[:limit]}{'...' if len(note) > limit else ''}"
 
 
 def first_notified(notes: list[Notification], path: str) -> list[Alerted]:
-    """Every alert in the order it was first sent firing to `path`."""
+    """Per notification to `path` and alertname, the alerts it was the first to send firing."""
     seen: set[tuple[str, str]] = set()
     out: list[Alerted] = []
     for note in sorted((n for n in notes if n.path == path), key=lambda n: n.received_monotonic):
+        fresh: dict[str, list[dict[str, Any]]] = {}
         for alert in firing_alerts(note):
             key = (alert["fingerprint"], alert["startsAt"])
             if key not in seen:
                 seen.add(key)
-                out.append(Alerted(note.received_monotonic, path, alert["labels"], alert["annotations"]))
+                fresh.setdefault(alert["labels"].get("alertname", ""), []).append(alert)
+        for alerts in fresh.values():
+            first = alerts[0]
+            at = note.received_monotonic
+            out.append(Alerted(at, path, first["labels"], first["annotations"], len(alerts)))
     return out
 
 

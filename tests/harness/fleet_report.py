@@ -249,6 +249,9 @@ def _prometheus_rows(run: Run) -> list[tuple[str, str]]:
     for group, f in sampler.rule_groups().items():
         out.append((f"rule group {group}", f"median {_ms(f['median_s'])}, max {_ms(f['max_s'])}, "
                                            f"{_num(f['samples'])} samples/evaluation"))
+    slowest = run.figures.get("rules", [])[:5]
+    out.append(("slowest rules (last evaluation)",
+                ", ".join(f"{r['rule']} {_ms(r['seconds'])}" for r in slowest) or "n/a"))
     out.append(("rule evaluation failures, notifications dropped",
                 f"{_num(last.get('rule_failures', 0))}, {_num(last.get('notifications_dropped', 0))}"))
     for role in ("monitor", "gateway host", "alertmanager"):
@@ -320,7 +323,8 @@ def pages_text(run: Run, seen: dict[str, list[Alerted]]) -> list[str]:
         origin = run.phases.get("outage" if phase == "liquidation" else phase, (run.started, 0))[0]
         out.append(f"* {key}: {len(alerted)}")
         for a in alerted[:12]:
-            out.append(f"  * +{a.received - origin:.1f}s {a.text(300 if key != 'outage tickets' else 120)}")
+            limit = 600 if a.labels.get("source") == "fleet" else 120
+            out.append(f"  * +{a.received - origin:.1f}s {a.text(limit)}")
         if len(alerted) > 12:
             out.append(f"  * ... {len(alerted) - 12} more")
     return out
