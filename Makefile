@@ -60,7 +60,8 @@ bench-tls: $(BIN)/.installed
 
 ## A fleet of N simulated gateways (N=6 by default), a monitor process each, one Prometheus and one
 ## Alertmanager: a healthy stretch, a broker outage on 60% of them, recovery; figures and pages in
-## tests/harness/FLEET-RESULTS.md. PROFILE=production keeps every ratio of production's timings.
+## tests/harness/FLEET-RESULTS.md. PROFILE=production keeps every ratio of production's timings;
+## ARGS="--proposed" tries NOTES-fleet.md's proposed route and rule changes (on copies).
 ## Needs the Go-built tools (make go-tools, or DEPLOY_TOOLS_VENV pointing at them).
 fleet: $(BIN)/.installed
-	$(BIN)/python tests/harness/fleet.py --gateways $(or $(N),6) $(if $(PROFILE),--profile $(PROFILE),)
+	$(BIN)/python tests/harness/fleet.py --gateways $(or $(N),6) $(if $(PROFILE),--profile $(PROFILE),) $(ARGS)

@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--market-data-rate", type=float, default=2.0, help="frames/s per gateway")
     parser.add_argument("--healthy", type=float, default=None, help="seconds of the healthy phase")
     parser.add_argument("--skip-dashboard", action="store_true", help="no dashboard phase (the CI smoke)")
+    parser.add_argument("--proposed", action="store_true",
+                        help="apply NOTES-fleet.md's proposed route and keep_firing_for to copies of alerts/")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None, help="default build/fleet/N<n>-<profile>")
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update ('' for none)")
@@ -298,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         profile = replace(profile, stagger=args.stagger)
     if args.healthy is not None:
         profile = replace(profile, healthy=args.healthy)
-    workdir = args.workdir or REPO / "build" / "fleet" / f"N{args.gateways}-{profile.name}"
+    variant = f"{profile.name}{'-proposed' if args.proposed else ''}"
+    workdir = args.workdir or REPO / "build" / "fleet" / f"N{args.gateways}-{variant}"
     workdir.mkdir(parents=True, exist_ok=True)
     gateways, hit, liquidated = plan(args.gateways, args.saxo_share, args.outage_gateways, args.seed)
-    fleet = Fleet(profile, workdir, gateways, args.market_data_rate)
+    fleet = Fleet(profile, workdir, gateways, args.market_data_rate, args.proposed)
     phases = [name for name in PHASES if not (args.skip_dashboard and name == "dashboard")]
     run = Run(profile, fleet, hit, liquidated, args.seed, phases)
     failure = _run_bounded(run, args.timeout)

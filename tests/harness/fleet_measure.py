@@ -211,6 +211,7 @@ class QueryResult:
     samples: int = 0  # totalQueryableSamples of the instant query
     range_s: float = math.nan  # median wall time of the range query over the dashboard's range
     range_samples: int = 0
+    range_peak: int = 0  # peakSamples of the range query (Prometheus refuses above --query.max-samples)
     error: str = ""
     reason: str = ""  # why it returned nothing
 
@@ -264,8 +265,9 @@ async def _range(fleet: Fleet, result: QueryResult, reps: int) -> None:
         body = await fleet.api("query_range", query=result.query.resolved, start=str(start), end=str(end),
                                step=step(resolution), stats="all")
         walls.append(time.perf_counter() - started)
-        result.range_samples = int(body["data"].get("stats", {}).get("samples", {})
-                                   .get("totalQueryableSamples", 0))
+        samples = body["data"].get("stats", {}).get("samples", {})
+        result.range_samples = int(samples.get("totalQueryableSamples", 0))
+        result.range_peak = int(samples.get("peakSamples", 0))
     result.range_s = statistics.median(walls)
 
 

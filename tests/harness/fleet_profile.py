@@ -60,6 +60,7 @@ class Profile:
     stagger: float  # the give-ups of one outage are spread over this many seconds
     healthy: float  # length of the healthy phase
     restart_down: float  # seconds a restarted gateway refuses connections
+    scale: float  # this profile's seconds per production second (its scrape interval / 30 s)
 
     def threshold(self, name: str) -> float:
         """A threshold of this profile in seconds."""
@@ -105,7 +106,7 @@ def e2e() -> Profile:
     """test_e2e_paging.py's timings."""
     return Profile("e2e", 1.0, dict(TEST_THRESHOLDS), dict(ROOT_TIMINGS),
                    {k: dict(v) for k, v in ROUTE_TIMINGS.items()}, "1s",
-                   stagger=5.0, healthy=25.0, restart_down=1.0)
+                   stagger=5.0, healthy=25.0, restart_down=1.0, scale=1 / 30)
 
 
 def production(factor: float = 0.1) -> Profile:
@@ -113,7 +114,8 @@ def production(factor: float = 0.1) -> Profile:
     root, routes = production_route_timings()
     return Profile("production", PRODUCTION_INTERVAL * factor, _scaled(production_thresholds(), factor),
                    _scaled(root, factor), {r: _scaled(t, factor) for r, t in routes.items()},
-                   duration(60 * factor), stagger=5.0 * factor, healthy=30.0, restart_down=1.0)
+                   duration(60 * factor), stagger=5.0 * factor, healthy=30.0, restart_down=1.0,
+                   scale=factor)
 
 
 PROFILES = {"e2e": e2e, "production": production}
@@ -135,6 +137,35 @@ def render_rules(profile: Profile, workdir: Path) -> list[Path]:
     if result.returncode != 0:
         raise RuntimeError(f"alerts/generate.py failed: {result.stderr}")
     return sorted(out.glob("*.yml"))
+
+
+# NOTES-fleet.md's proposal, in production's durations: the pages that a broker-wide incident stands
+# for wait on their own route until the aggregate can have fired, and the aggregate keeps firing
+# until the gateways that recover last have resolved.
+BROKER_SCOPED_PAGES = "GatewayBrokerConnectionFailed|GatewayFeedFrozen|GatewayInstrumentSilent"
+PROPOSED_GROUP_WAIT = 120.0
+PROPOSED_KEEP_FIRING_FOR = 300.0
+FLEET_ALERTS = ("GatewayBrokerOutage", "GatewayBrokerFeedFrozen", "GatewayBrokerDegraded")
+
+
+def propose_routes(config: dict[str, Any], profile: Profile) -> None:
+    """Give the broker-scoped per-pod pages their own pager route with a long group_wait."""
+    pager = next(r for r in config["route"]["routes"] if r.get("receiver") == "pager")
+    route = {"matchers": [f'alertname=~"{BROKER_SCOPED_PAGES}"', 'severity="critical"'],
+             "group_wait": duration(PROPOSED_GROUP_WAIT * profile.scale)}
+    pager["routes"] = [route, *pager.get("routes", [])]  # a new list: the ticket route shares the old one
+
+
+def propose_rules(paths: list[Path], profile: Profile) -> None:
+    """Add keep_firing_for to the broker-wide alerts of the rendered rule files."""
+    keep = duration(PROPOSED_KEEP_FIRING_FOR * profile.scale)
+    for path in paths:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for group in data["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") in FLEET_ALERTS:
+                    rule["keep_firing_for"] = keep
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def prometheus_config(profile: Profile, targets: list[dict[str, Any]], rules: list[Path],

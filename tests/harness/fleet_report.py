@@ -29,6 +29,7 @@ from harness.fleet_pages import (
     outage_description,
     resolved_at,
 )
+from harness.fleet_profile import BROKER_SCOPED_PAGES, PROPOSED_GROUP_WAIT, PROPOSED_KEEP_FIRING_FOR
 from harness.fleet_stack import NAMESPACE
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ def rows(run: Run, verdict: list[Check], failure: str | None) -> list[Row]:
                         f"{len(run.fleet.hosts)} gateway host processes"),
            ("profile", f"{profile.name}: scrape/eval {profile.interval:g}s, pager group_wait "
                        f"{profile.route_timings['pager']['group_wait']} / group_interval "
-                       f"{profile.route_timings['pager']['group_interval']}, stagger {profile.stagger:g}s")]
+                       f"{profile.route_timings['pager']['group_interval']}, stagger {profile.stagger:g}s"
+                       + _proposed(run))]
     wall = run.events.get("end", time.monotonic()) - run.started
     phases = ", ".join(f"{name} {end - begin:.0f}s" for name, (begin, end) in run.phases.items())
     ready = run.events.get("ready", math.nan) - run.started
@@ -204,6 +206,15 @@ def rows(run: Run, verdict: list[Check], failure: str | None) -> list[Row]:
     out.extend(_prometheus_rows(run))
     out.extend(_query_rows(run))
     return out
+
+
+def _proposed(run: Run) -> str:
+    if not run.fleet.proposed:
+        return ""
+    wait = PROPOSED_GROUP_WAIT * run.profile.scale
+    keep = PROPOSED_KEEP_FIRING_FOR * run.profile.scale
+    return (f"; proposed: {BROKER_SCOPED_PAGES} on a pager route with group_wait {wait:g}s, "
+            f"keep_firing_for {keep:g}s on the broker-wide alerts")
 
 
 def _scrape_rows(scrapes: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
@@ -281,6 +292,9 @@ def _query_rows(run: Run) -> list[tuple[str, str]]:
         out.append(("dashboard query time, range (dashboard's time range)",
                     f"median {_ms(statistics.median(ranges))}, max {_ms(max(ranges))} "
                     f"({slow.query.where}), sum {_ms(sum(ranges))}"))
+    peak = max(run.queries, key=lambda q: q.range_peak)
+    out.append(("dashboard range query, most samples at once (peakSamples)",
+                f"{peak.range_peak:,} ({peak.query.where}; Prometheus refuses a query above 50,000,000)"))
     out.extend((f"empty: {q.query.dashboard} {q.query.where}", q.reason) for q in empty)
     return out
 
@@ -349,20 +363,21 @@ def timeline_text(name: str, rows_: list[dict[str, float]]) -> list[str]:
 
 def queries_text(run: Run) -> list[str]:
     """Every dashboard query with its timings."""
-    out = ["| dashboard | panel / variable | series | instant | exec | samples | range | range samples | |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| dashboard | panel / variable | series | instant | exec | samples | range | range samples | "
+           "range peak | |", "|---|---|---|---|---|---|---|---|---|---|"]
     for q in run.queries:
         status = "ok" if q.ok else f"EMPTY: {q.reason}"
         where = q.query.where.replace("|", "/")
         out.append(f"| {q.query.dashboard} | {where} | {q.series} | {_ms(q.instant_s)} | {_ms(q.exec_s)} | "
-                   f"{q.samples:,} | {_ms(q.range_s)} | {q.range_samples:,} | {status} |")
+                   f"{q.samples:,} | {_ms(q.range_s)} | {q.range_samples:,} | {q.range_peak:,} | {status} |")
     return out
 
 
 def section(run: Run, table: list[tuple[str, str]], seen: dict[str, list[Alerted]], command: str) -> str:
     """The run's section of FLEET-RESULTS.md."""
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.started_wall))
-    parts = [f"## N={len(run.fleet.gateways)}, profile {run.profile.name}", "",
+    proposed = ", with the proposed changes" if run.fleet.proposed else ""
+    parts = [f"## N={len(run.fleet.gateways)}, profile {run.profile.name}{proposed}", "",
              f"{date}, commit {git_describe()}, `{command}`. Machine: {machine()}.", "",
              markdown_table(table), "",
              "Pages and tickets (first notification of each alert; time from the phase's start):", "",
@@ -370,7 +385,8 @@ def section(run: Run, table: list[tuple[str, str]], seen: dict[str, list[Alerted
     parts += timeline_text("Outage timeline", run.figures.get("outage_timeline", []))
     parts += timeline_text("Recovery timeline", run.figures.get("recovery_timeline", []))
     parts += ["Dashboard queries (medians; `exec` is Prometheus's execTotalTime; `samples` its "
-              "totalQueryableSamples):", "", *queries_text(run), ""]
+              "totalQueryableSamples; `range peak` the peakSamples of the range query):", "",
+              *queries_text(run), ""]
     return "\n".join(parts)
 
 

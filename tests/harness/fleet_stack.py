@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,14 @@ import aiohttp
 import yaml
 from processes import LINES, ManagedProcess, WebhookReceiver, alertmanager_test_config
 
-from harness.fleet_profile import Profile, duration, prometheus_config, render_rules
+from harness.fleet_profile import (
+    Profile,
+    duration,
+    prometheus_config,
+    propose_routes,
+    propose_rules,
+    render_rules,
+)
 from harness.net import HOST, free_port
 from harness.paths import ALERTS_DIR, REPO
 
@@ -34,6 +42,9 @@ NAMESPACE = "trading-gateway"
 HOST_READY_TIMEOUT = 60.0
 MONITOR_START_BATCH = 8
 STOP_TIMEOUT = 10.0
+# What a run leaves in its work directory; removed before the next run (a Prometheus would
+# otherwise replay the last run's write-ahead log and count its series too).
+RUN_FILES = ("gateways", "monitors", "alertmanager", "prometheus", "rules", "fleet.json")
 
 
 @dataclass
@@ -77,6 +88,7 @@ class Fleet:
     workdir: Path
     gateways: list[Gateway]
     market_data_rate: float = 2.0
+    proposed: bool = False  # NOTES-fleet.md's proposed changes applied to copies of the rules and routes
     receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
     hosts: list[GatewayHost] = field(default_factory=list)
     prometheus: ManagedProcess | None = None
@@ -87,6 +99,7 @@ class Fleet:
     async def start(self) -> None:
         """Gateways, monitors, webhook receiver, Alertmanager, Prometheus; then wait until every
         target is up and every monitor sees its gateway's broker and instruments."""
+        self._clean()
         # force_close: a pooled connection to a gateway that restarted would fail the next call.
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=64))
         await self.receiver.start()
@@ -96,6 +109,8 @@ class Fleet:
             batch = self.gateways[first:first + MONITOR_START_BATCH]
             await asyncio.gather(*(self._start_monitor(gw) for gw in batch))
         rules = render_rules(self.profile, self.workdir / "rules")
+        if self.proposed:
+            propose_rules(rules, self.profile)
         self.alertmanager = await self._start_alertmanager()
         self.prometheus = await self._start_prometheus(rules)
         n = len(self.gateways)
@@ -122,6 +137,15 @@ class Fleet:
             await self._session.close()
 
     # --- starting ---------------------------------------------------------------------------
+
+    def _clean(self) -> None:
+        for name in RUN_FILES:
+            path = self.workdir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        self.workdir.mkdir(parents=True, exist_ok=True)
 
     async def _start_host(self, gateways: list[Gateway]) -> None:
         log = self.workdir / "gateways" / f"host-{len(self.hosts)}.log"
@@ -167,6 +191,8 @@ class Fleet:
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, self.profile.root_timings,
                                           self.profile.route_timings)
+        if self.proposed:
+            propose_routes(config, self.profile)
         workdir = self.workdir / "alertmanager"
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
