@@ -60,14 +60,19 @@ METHOD = """\
   group_wait 3 s / group_interval 5 s, ticket 6 s / 10 s), give-ups staggered over 5 s;
   `production` divides every production timing by 10 (scrape and evaluation 30 s -> 3 s,
   pager group_wait 10 s -> 1 s, group_interval 1m -> 6 s, every threshold a tenth) and the 5 s
-  stagger with it (0.5 s), so that every ratio is production's.
+  stagger with it (0.5 s), so that every ratio is production's. `--proposed` (sections "with the
+  proposed changes") applies NOTES-fleet.md's proposal to copies of the rules and routes: the
+  broker-scoped per-pod pages on a pager route with a 2m group_wait, `keep_firing_for: 5m` on
+  the broker-wide alerts (both scaled like the profile).
 
 Phases: healthy (nothing may page), outage (every saxo-live gateway hit gives up on its broker
 within the stagger; two liquidations on two other pods meanwhile), recovery (the operator
 restarts the gateways that gave up, staggered likewise; everything resolves), dashboard (a few
 events for the panels, then every panel query of every `deploy/grafana/*.json` dashboard, 5
-instant runs and 2 range runs each, medians). A *page* is an alert first sent firing to the
-pager receiver (fingerprint and startsAt, as `new_pages` counts). Scrape figures come from
+instant runs and 2 range runs each, medians). A *page* is a notification to the pager receiver
+that carries an alert (fingerprint and startsAt) not sent firing before, once per alertname, as
+`new_pages` counts; the timelines are `query_range` steps of the rules' own series. Scrape
+figures come from
 Prometheus's per-target `scrape_*` series over the run, Prometheus's memory and rule timings from
 its own `/metrics` read every few seconds, RSS from `/proc/<pid>/status`.
 """
@@ -425,7 +430,8 @@ def write_json(run: Run, path: Path, verdict: list[Check], seen: dict[str, list[
                           for n in run.fleet.receiver.notifications],
         "figures": run.figures,
         "rule_groups": run.sampler.rule_groups() if run.sampler else {},
-        "readings": [{"t": r.at - base, **r.prometheus, "rss": {k: sum(v) for k, v in r.rss.items()}}
+        "readings": [{"t": r.at - base, **r.prometheus, "rss_by_role": {k: sum(v) for k, v in r.rss.items()},
+                      "cpu_by_role": r.cpu}
                      for r in (run.sampler.readings if run.sampler else [])],
         "queries": [{**asdict(q.query), **{k: v for k, v in asdict(q).items() if k != "query"}}
                     for q in run.queries],
