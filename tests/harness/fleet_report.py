@@ -72,9 +72,8 @@ events for the panels, then every panel query of every `deploy/grafana/*.json` d
 instant runs and 2 range runs each, medians). A *page* is a notification to the pager receiver
 that carries an alert (fingerprint and startsAt) not sent firing before, once per alertname, as
 `new_pages` counts; the timelines are `query_range` steps of the rules' own series. Scrape
-figures come from
-Prometheus's per-target `scrape_*` series over the run, Prometheus's memory and rule timings from
-its own `/metrics` read every few seconds, RSS from `/proc/<pid>/status`.
+figures come from Prometheus's per-target `scrape_*` series over the run, Prometheus's memory
+and rule timings from its own `/metrics` read every few seconds, RSS from `/proc/<pid>/status`.
 """
 
 
