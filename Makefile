@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint tools apt-tools go-tools deploy-tools bench bench-tls reliability soak conformance-feed
+.PHONY: demo test lint tools apt-tools go-tools deploy-tools bench bench-tls reliability soak conformance-feed fleet
 
 # Debian's python3 comes without venv (package python3-venv): installed on first need.
 $(BIN)/.installed: pyproject.toml
@@ -65,3 +65,11 @@ bench: $(BIN)/.installed
 ## What TLS and basic auth (web config file) cost a /metrics scrape: p50/p99 per mode.
 bench-tls: $(BIN)/.installed
 	$(BIN)/python tests/bench/scrape_tls.py
+
+## A fleet of N simulated gateways (N=6 by default), a monitor process each, one Prometheus and one
+## Alertmanager: a healthy stretch, a broker outage on 60% of them, recovery; figures and pages in
+## tests/harness/FLEET-RESULTS.md. PROFILE=production keeps every ratio of production's timings;
+## ARGS="--proposed" tries NOTES-fleet.md's proposed route and rule changes (on copies).
+## Needs the Go-built tools (make go-tools, or DEPLOY_TOOLS_VENV pointing at them).
+fleet: $(BIN)/.installed
+	$(BIN)/python tests/harness/fleet.py --gateways $(or $(N),6) $(if $(PROFILE),--profile $(PROFILE),) $(ARGS)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--market-data-rate", type=float, default=20.0,
                           help="quote/candle frames per second")
     simulate.add_argument("--pause", type=float, default=2.0, help="seconds between scenario steps")
+    simulate.add_argument("--broker", default="alpaca-paper",
+                          help="platform id of the gateway's provider, e.g. saxo-live")
     return parser
 
 

@@ -126,3 +126,22 @@ async def test_the_status_page_lists_each_instrument_with_its_silence(rig: Rig) 
 def test_feed_scenarios_are_in_the_cycle() -> None:
     assert {"instrument_silent", "feed_frozen", "late_quotes", "market_closed"} <= set(CYCLE)
 
+
+
+async def test_saxo_quotes_are_filed_under_the_saxo_platform_health_lists(
+    simulator: Callable[..., Awaitable[Simulator]], monitor: Callable[..., Awaitable[Monitor]]
+) -> None:
+    sim = await simulator(broker="saxo-live")
+    mon = await monitor(sim.url)
+    stop = asyncio.Event()
+    feed = asyncio.create_task(run_market_data(sim, 200, stop))
+    try:
+        def instruments(broker: str) -> float | None:
+            return mon.metrics.registry.get_sample_value("gateway_monitor_instruments", {"broker": broker})
+
+        await wait_for(lambda: instruments("saxo-live") == len(EVERYONE),
+                       what="every Saxo instrument tracked under saxo-live")
+        assert instruments("saxo-sim") is None
+    finally:
+        stop.set()
+        await feed

@@ -227,6 +227,30 @@ async def test_a_give_up_degrades_health_until_the_gateway_restarts(simulator: M
     await assert_silent(fresh)  # the replacement says nothing about the failure it replaced
 
 
+async def test_a_saxo_gateway_names_its_broker_everywhere(simulator: Make, session) -> None:
+    sim = await simulator(broker="saxo-live")
+    ws = await connect(session, sim)
+    stop = asyncio.Event()
+    feed = asyncio.create_task(run_market_data(sim, 200, stop))
+    quote = next(f for f in await read(ws, 3) if f["type"] == "quote")
+    stop.set()
+    await feed
+    assert quote["quote"]["provider"] == "saxo"  # as the Saxo adapter spells it
+    while True:  # drain the market data queued before the stop
+        try:
+            await asyncio.wait_for(ws.receive(), 0.1)
+        except TimeoutError:
+            break
+    await SCENARIOS["broker_give_up"](sim, PAUSE)
+    _, lost, stale, failed = await read(ws, 4)
+    assert (lost["broker"], stale["broker"], failed["broker"]) == ("SaxoLive", "saxo-live", "saxo-live")
+    saxo = {"platform": "saxo-live"}
+    assert sim.metrics.value("gateway_broker_reconnect_failures_total", saxo) == 1
+    assert sim.metrics.value("gateway_broker_reconnect_failures_total", P) is None
+    _, health = await get_json(session, sim.url + "/health")
+    assert [p["platform"] for p in health["providers"]] == ["saxo-live"]
+
+
 async def test_critical_notification_without_clients_is_counted_as_dropped(simulator: Make) -> None:
     sim = await simulator()
     await SCENARIOS["position_unprotected"](sim, PAUSE)

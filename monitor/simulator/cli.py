@@ -10,6 +10,7 @@ import structlog
 
 from monitor import logs, redaction
 from monitor.simulator.control import control_routes
+from monitor.simulator.http_api import DEFAULT_BROKER
 from monitor.simulator.market_data import run_market_data
 from monitor.simulator.scenarios import run_rounds
 from monitor.simulator.server import Simulator
@@ -27,14 +28,16 @@ async def serve(
     market_data_rate: float,
     pause: float,
     stop: asyncio.Event,
+    broker: str = DEFAULT_BROKER,
 ) -> None:
-    """Serve a simulator on host:port until `stop` is set."""
-    sim = Simulator(api_key=api_key, extra_routes=[control_routes])
+    """Serve a simulator of a gateway on `broker` on host:port until `stop` is set."""
+    sim = Simulator(api_key=api_key, extra_routes=[control_routes], broker=broker)
     sim.scenario_pause = pause
     await sim.start(host, port)
     log.info(
         "simulator.serving",
         url=sim.url,
+        broker=broker,
         cycle=cycle,
         market_data_rate=market_data_rate,
         pause=pause,
@@ -84,4 +87,5 @@ async def run_simulate(args: dict[str, Any], stop: StopRequest) -> None:
         market_data_rate=float(args.get("market_data_rate", 20.0)),
         pause=float(args.get("pause", 2.0)),
         stop=stop.event,
+        broker=args.get("broker", DEFAULT_BROKER),
     )

@@ -1,7 +1,8 @@
 """A steady stream of quotes and candles over a handful of instruments, as the broker's feed allows.
 
-The instruments are the simulated gateway's own provider's (alpaca-paper, spelled as the Alpaca
-adapter spells `quote.provider`), so that the monitor files them under the broker /health lists.
+The instruments are the simulated gateway's own provider's (`sim.broker`, spelled as that
+broker's adapter spells `quote.provider`: the platform id for Alpaca, `saxo` for both Saxo
+platforms), so that the monitor files them under the broker /health lists.
 `sim.market` (monitor/simulator/market_state.py) mutes instruments, delays quotes or closes the
 market.
 """
@@ -20,6 +21,8 @@ from monitor.simulator.http_api import DEFAULT_BROKER
 from monitor.simulator.market_state import Market
 from monitor.simulator.server import Simulator
 
+# How a broker's adapter names itself in quote.provider, where that is not the platform id.
+QUOTE_PROVIDER = {"saxo-sim": "saxo", "saxo-live": "saxo"}
 # Sleeping per frame would cap the rate at the timer resolution; frames go out in batches.
 TICK_SECONDS = 0.02
 CANDLE_EVERY = 20
@@ -71,6 +74,11 @@ def instruments(provider: str = DEFAULT_BROKER) -> list[Instrument]:
     ]
 
 
+def quote_provider(platform: str) -> str:
+    """`quote.provider` of the quotes a gateway on `platform` receives (saxo-live -> saxo)."""
+    return QUOTE_PROVIDER.get(platform, platform)
+
+
 def next_frame(book: list[Instrument], sent: int, market: Market, rng: random.Random) -> frames.Frame | None:
     """Frame number `sent` of the round robin over `book`, or None for an instrument not ticking."""
     inst = book[sent % len(book)]
@@ -86,7 +94,7 @@ async def run_market_data(sim: Simulator, rate: float, stop: asyncio.Event) -> N
         await stop.wait()
         return
     rng = random.Random(7)
-    book = instruments()
+    book = instruments(quote_provider(sim.broker))
     started = time.monotonic()
     sent = 0
     while not stop.is_set():

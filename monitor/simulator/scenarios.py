@@ -15,7 +15,6 @@ import structlog
 from monitor.protocol import CRITICAL_ERROR_CODES, ERROR_CODES
 from monitor.simulator import frames
 from monitor.simulator.business import (
-    BROKER,
     account_body,
     error_example,
     fill_trade,
@@ -31,18 +30,24 @@ Scenario = Callable[[Simulator, float], Awaitable[None]]
 
 log = structlog.get_logger("simulator")
 STALE_SYMBOLS = ["AAPL", "MSFT"]
-PLATFORM = {"platform": BROKER}
+
+
+def _platform(sim: Simulator) -> dict[str, str]:
+    """The `platform` label of the gateway's own metrics for its broker."""
+    return {"platform": sim.broker}
+
+
+def variant_name(platform: str) -> str:
+    """How the gateway's provider-level frames name a platform: its Rust variant name, as the
+    Binance adapter does (alpaca-paper -> AlpacaPaper), beside the platform id of gateway-level
+    frames."""
+    return "".join(part.capitalize() for part in platform.split("-"))
 
 
 async def _critical(sim: Simulator, frame: frames.Frame) -> None:
     # The real gateway counts a critical notification that reached no client at all.
     if await sim.broadcast(frame) == 0:
-        sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
-
-
-# How the gateway's provider-level frames name a platform (its Rust variant name, as the
-# Binance adapter does), beside the platform id of gateway-level frames.
-VARIANT_NAME = "AlpacaPaper"
+        sim.inc_metric("gateway_critical_notifications_dropped_total", _platform(sim))
 
 
 async def _broker_lost(sim: Simulator, error: str) -> None:
@@ -51,13 +56,14 @@ async def _broker_lost(sim: Simulator, error: str) -> None:
     DISCONNECTING without a broker first (the adapter's, not a shutdown), then
     BROKER_DISCONNECTED naming the broker by its variant name, then STALE for its symbols.
     """
-    sim.set_broker(BROKER, connected=False, stale_instruments=STALE_SYMBOLS)
-    sim.inc_metric("gateway_broker_disconnections_total", PLATFORM)
+    broker = sim.broker
+    sim.set_broker(broker, connected=False, stale_instruments=STALE_SYMBOLS)
+    sim.inc_metric("gateway_broker_disconnections_total", _platform(sim))
     await sim.broadcast(frames.connection("DISCONNECTING"))
-    await sim.broadcast(frames.connection("BROKER_DISCONNECTED", broker=VARIANT_NAME, error=error))
-    stale_since = sim.providers[BROKER].stale_since
+    await sim.broadcast(frames.connection("BROKER_DISCONNECTED", broker=variant_name(broker), error=error))
+    stale_since = sim.providers[broker].stale_since
     await sim.broadcast(
-        frames.data_staleness("STALE", STALE_SYMBOLS, stale_since=stale_since, broker=BROKER)
+        frames.data_staleness("STALE", STALE_SYMBOLS, stale_since=stale_since, broker=broker)
     )
 
 
@@ -66,17 +72,17 @@ async def broker_outage(sim: Simulator, pause: float) -> None:
     started = time.monotonic()
     await _broker_lost(sim, "websocket closed by peer: 1006 abnormal closure")
     await asyncio.sleep(pause)
-    sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
+    sim.inc_metric("gateway_broker_reconnect_attempts_total", _platform(sim))
     await asyncio.sleep(pause)
-    sim.set_broker(BROKER, connected=True)
-    sim.inc_metric("gateway_broker_reconnections_total", PLATFORM)
+    sim.set_broker(sim.broker, connected=True)
+    sim.inc_metric("gateway_broker_reconnections_total", _platform(sim))
     gap_ms = int((time.monotonic() - started) * 1000)
     await sim.broadcast(
-        frames.connection("BROKER_RECONNECTED", broker=BROKER, gap_duration_ms=gap_ms)
+        frames.connection("BROKER_RECONNECTED", broker=sim.broker, gap_duration_ms=gap_ms)
     )
     await asyncio.sleep(pause)
-    sim.set_broker(BROKER, stale_instruments=[])
-    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=BROKER))
+    sim.set_broker(sim.broker, stale_instruments=[])
+    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=sim.broker))
 
 
 async def broker_give_up(sim: Simulator, pause: float) -> None:
@@ -87,12 +93,12 @@ async def broker_give_up(sim: Simulator, pause: float) -> None:
     """
     await _broker_lost(sim, "connection reset by peer (os error 104)")
     await asyncio.sleep(pause)
-    sim.inc_metric("gateway_broker_reconnect_attempts_total", PLATFORM)
-    sim.inc_metric("gateway_broker_reconnect_failures_total", PLATFORM)
+    sim.inc_metric("gateway_broker_reconnect_attempts_total", _platform(sim))
+    sim.inc_metric("gateway_broker_reconnect_failures_total", _platform(sim))
     await sim.broadcast(
         frames.connection(
             "BROKER_CONNECTION_FAILED",
-            broker=BROKER,
+            broker=sim.broker,
             error="max reconnect attempts (10) exceeded: HTTP 401 from broker auth",
         )
     )
@@ -104,17 +110,17 @@ async def documented_recovery(sim: Simulator, pause: float) -> None:
     The guide's CONNECTED means "successfully connected to provider"; a gateway that recovers
     a failed broker session this way clears the failure. v0.2.0 never sends it to clients.
     """
-    sim.set_broker(BROKER, connected=True, stale_instruments=[])
-    await sim.broadcast(frames.connection("CONNECTED", broker=BROKER))
+    sim.set_broker(sim.broker, connected=True, stale_instruments=[])
+    await sim.broadcast(frames.connection("CONNECTED", broker=sim.broker))
     await asyncio.sleep(pause)
-    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=BROKER))
+    await sim.broadcast(frames.data_staleness("FRESH", STALE_SYMBOLS, broker=sim.broker))
 
 
 async def rate_limit(sim: Simulator, pause: float) -> None:
     """The broker's request budget runs low, then out."""
     reset_at = frames.iso_in(60)
     for event, remaining in (("RATE_LIMIT_WARNING", 10), ("RATE_LIMIT_HIT", 0)):
-        sim.inc_metric("gateway_rate_limit_events_total", {**PLATFORM, "event_type": event})
+        sim.inc_metric("gateway_rate_limit_events_total", {**_platform(sim), "event_type": event})
         await sim.broadcast(frames.rate_limit(event, remaining, reset_at))
         await asyncio.sleep(pause)
 
@@ -151,14 +157,14 @@ async def oco_double_exit(sim: Simulator, pause: float) -> None:
     As in v0.2.0: the order router's notification goes to a channel no client reads, so
     no error frame arrives; only the gateway's counters say it happened.
     """
-    sim.inc_metric("gateway_oco_double_exit_total", PLATFORM)
-    sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
+    sim.inc_metric("gateway_oco_double_exit_total", _platform(sim))
+    sim.inc_metric("gateway_critical_notifications_dropped_total", _platform(sim))
     await asyncio.sleep(pause)
 
 
 async def oco_double_exit_frame(sim: Simulator, pause: float) -> None:
     """The documented protocol, not what v0.2.0 does: the OCO_DOUBLE_EXIT error frame."""
-    sim.inc_metric("gateway_oco_double_exit_total", PLATFORM)
+    sim.inc_metric("gateway_oco_double_exit_total", _platform(sim))
     message, details = error_example("OCO_DOUBLE_EXIT")
     await _critical(sim, frames.error("OCO_DOUBLE_EXIT", message, details=details))
     await asyncio.sleep(pause)
@@ -174,22 +180,22 @@ async def margin_call(sim: Simulator, pause: float) -> None:
 
 async def unprotected_fill(sim: Simulator, pause: float) -> None:
     """A fill-time protection failure that only the gateway's own metrics ever show."""
-    sim.inc_metric("gateway_critical_notifications_dropped_total", PLATFORM)
+    sim.inc_metric("gateway_critical_notifications_dropped_total", _platform(sim))
     await asyncio.sleep(pause)
 
 
 async def orders(sim: Simulator, pause: float) -> None:
     """A limit order is created, partly then fully filled; the position and balance follow."""
     order_id = "ord_" + secrets.token_hex(4)
-    sim.inc_metric("gateway_orders_submitted_total", PLATFORM)
-    sim.inc_metric("gateway_order_submit_duration_seconds", PLATFORM, 0.042)
+    sim.inc_metric("gateway_orders_submitted_total", _platform(sim))
+    sim.inc_metric("gateway_order_submit_duration_seconds", _platform(sim), 0.042)
     steps = (
         ("ORDER_CREATED", "0", "NEW"),
         ("ORDER_PARTIALLY_FILLED", "60", "PARTIALLY_FILLED"),
         ("ORDER_FILLED", "100", "FILLED"),
     )
     for event, filled, status in steps:
-        sim.inc_metric("gateway_order_events_total", {**PLATFORM, "event_type": event})
+        sim.inc_metric("gateway_order_events_total", {**_platform(sim), "event_type": event})
         await sim.broadcast(frames.order(event, order_body(order_id, filled, status)))
         await asyncio.sleep(pause)
     await sim.broadcast(frames.trade("TRADE_FILLED", fill_trade(order_id)))

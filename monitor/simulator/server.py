@@ -49,11 +49,14 @@ class Simulator:
         version: str = "0.2.3-sim",
         send_connected: bool = False,
         extra_routes: Sequence[RouteFactory] = (),
+        broker: str = DEFAULT_BROKER,
     ) -> None:
         """`send_connected`: greet every client with CONNECTED, as the guide documents it.
 
         Off by default, like the real gateway (v0.2.0 sends no frame on connect).
         `extra_routes`: served beside the gateway's own, e.g. `[control_routes]` for /_sim/.
+        `broker`: the platform id of the gateway's provider (/health, its market data, the
+        scenarios), e.g. saxo-live.
         """
         self.api_key = api_key
         self.queue_size = queue_size
@@ -66,7 +69,7 @@ class Simulator:
         self.unauthorized_attempts = 0
         self.scenario_pause = 0.05
         self.metrics = GatewayMetrics(lambda: len(self._clients))
-        self.providers: dict[str, Provider] = {DEFAULT_BROKER: Provider()}
+        self.providers: dict[str, Provider] = {broker: Provider()}
         self.market = Market()  # the broker's feed: a restart of the gateway does not change it
         self.overrides: dict[str, EndpointOverride] = {}
         self.shutting_down = False
@@ -90,6 +93,11 @@ class Simulator:
     def url(self) -> str:
         """Base URL of the gateway, e.g. http://127.0.0.1:PORT."""
         return f"http://{self._host}:{self._port}"
+
+    @property
+    def broker(self) -> str:
+        """The platform the market data and the scenarios are about: the first provider."""
+        return next(iter(self.providers), DEFAULT_BROKER)
 
     @property
     def client_count(self) -> int:
