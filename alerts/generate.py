@@ -19,9 +19,10 @@ Templates are plain Prometheus rule files in which `${...}` directives are expan
                                 target and broker
     ${events SEL over NAME}     how many times counter SEL went up within the window NAME, exactly
                                 (no extrapolation), a series born within it included
-    ${broker_wide RECORD}       the per-broker count RECORD is broker-wide: at least
-                                fleet_min_gateways and fleet_min_fraction of the broker's gateways
-    ${gateways_listed EXPR}     (annotation) the gateways where EXPR holds for the alert's broker
+    ${broker_wide RECORD}       the per-broker count RECORD (summed over Prometheus shards) is
+                                broker-wide: at least fleet_min_gateways
+    ${gateways_listed EXPR}     (annotation) the gateways where EXPR holds for the alert's broker,
+                                at most LISTED_GATEWAYS of them (the alert's value is the count)
 
 Directives nest. `$labels`/`$value` of Prometheus templates are left alone (no brace after `$`).
 Every alert gets `runbook_url: <runbook_base_url>#<alertname lower-cased>`.
@@ -52,6 +53,8 @@ HEADER = (
 )
 REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url")
 SEVERITIES = ("critical", "warning", "none")
+# The broker-wide alerts list at most this many gateways in their description.
+LISTED_GATEWAYS = 20
 DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -161,23 +164,24 @@ class Renderer:
         if not re.fullmatch(r"[\w:]+", record):
             raise TemplateError(f"expected ${{broker_wide RECORDED_METRIC}}, got {args!r}")
         # Summed by broker: with Prometheus sharded, each shard records its own count.
-        count = f"sum by (broker) ({record})"
-        return (
-            f"({count} >= ${{fleet_min_gateways}})\n"
-            "and\n"
-            f"({count} >= ${{fleet_min_fraction}} * sum by (broker) (broker:gateway_monitor_gateways:count))"
-        )
+        return f"sum by (broker) ({record}) >= ${{fleet_min_gateways}}"
 
     def _gateways_listed(self, args: str) -> str:
-        if not args.strip():
-            raise TemplateError("expected ${gateways_listed EXPR}")
-        expr = args.strip().replace('"', '\\"')  # inside a Go template string
-        query = f"max by (namespace, pod, instance, broker) ({expr})"
+        expr = args.strip()
+        if not expr or "%" in expr:
+            raise TemplateError(f"expected ${{gateways_listed EXPR}} without '%', got {args!r}")
+        expr = " ".join(expr.split()).replace('"', '\\"')  # one line, inside a Go template string
+        # The alert's broker only, first by pod name, at most LISTED_GATEWAYS: pagers cut long
+        # texts (PagerDuty's summary at 1,024 characters) and 6,000 pods would make 180 KB.
+        query = (f"max by (namespace, pod, instance) (({expr}) and on (broker) "
+                 'broker:gateway_monitor_gateways:count{broker=%q})')
         return (
-            f'{{{{ range query "{query}" | sortByLabel "pod" }}}}'
-            "{{ if eq .Labels.broker $labels.broker }}"
+            f'{{{{ range $i, $g := printf "{query}" $labels.broker | query | sortByLabel "pod" }}}}'
+            f"{{{{ if lt $i {LISTED_GATEWAYS} }}}}"
             "{{ if .Labels.pod }}{{ .Labels.namespace }}/{{ .Labels.pod }}"
             "{{ else }}{{ .Labels.instance }}{{ end }} {{ end }}{{ end }}"
+            f"{{{{ if gt $value {LISTED_GATEWAYS}.0 }}}}"
+            f"({LISTED_GATEWAYS} of {{{{ $value }}}} listed){{{{ end }}}}"
         )
 
     def _events(self, args: str) -> str:

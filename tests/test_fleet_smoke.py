@@ -1,12 +1,11 @@
 """The fleet harness at a small size, in CI: 5 gateways, 2 of the 3 on saxo-live give up.
 
 Runs tests/harness/fleet.py as a process (its own deadline tears everything down), then reads its
-JSON record. With fleet_min_gateways 2 and fleet_min_fraction 0.5, 2 failed gateways of 3 are a
-broker-wide incident: one GatewayBrokerOutage page that says "2 of 3" and lists both, no page per
-gateway beyond the first one that may page alone, and the two liquidations elsewhere page each
-with its pod. The dashboard phase is left to `make fleet` (tests/alerts runs the dashboard's
-queries end to end). Whether a recovering fleet pages its stragglers is measured by the harness
-(FLEET-RESULTS.md), not asserted here.
+JSON record. With fleet_min_gateways 2, 2 failed gateways of 3 are a broker-wide incident: one
+GatewayBrokerOutage page that says "2 of 3" and lists both, no page per gateway beyond the first
+one that may page alone, the two liquidations elsewhere page each with its pod, and the restarts
+page nothing (the aggregate keeps firing while the gateways recover). The dashboard phase is left
+to `make fleet` (tests/alerts runs the dashboard's queries end to end).
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HARNESS_DEADLINE = 110.0
+HARNESS_DEADLINE = 150.0
 OURS = (b"monitor", b"prometheus", b"alertmanager", b"fleet_gateways")  # in the command lines it starts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(220)]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +47,10 @@ def checks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in record["checks"]}
 
 
-def test_the_run_completes_well_within_two_minutes(record: dict[str, Any]) -> None:
+def test_the_run_completes_within_its_deadline(record: dict[str, Any]) -> None:
     assert "FAILED: run" not in record["output"], record["output"][-3000:]
     assert list(record["phases"]) == ["healthy", "outage", "recovery"]
-    assert record["wall"] < 110, record["wall"]
+    assert record["wall"] < HARNESS_DEADLINE, record["wall"]
 
 
 def test_a_healthy_fleet_pages_nothing(record: dict[str, Any]) -> None:
@@ -63,13 +62,18 @@ def test_two_of_three_gateways_are_one_broker_wide_page(record: dict[str, Any]) 
     (page,) = [p for p in record["seen"]["outage pages"] if p["labels"]["alertname"] == "GatewayBrokerOutage"]
     assert page["labels"]["broker"] == "saxo-live" and "pod" not in page["labels"]
     description = page["annotations"]["description"]
-    assert description.startswith("2 of 3 gateways that use broker saxo-live"), description
+    assert description.startswith("When this was sent, 2 of 3 gateways that use broker saxo-live"), (
+        description)
     listed = description.split("Gateways hit:")[1].split()
     assert sorted(listed) == sorted(f"trading-gateway/{pod}" for pod in record["hit"])
 
 
 def test_the_outage_pages_at_most_twice(record: dict[str, Any]) -> None:
     assert len(record["seen"]["outage pages"]) <= 2, [p["labels"] for p in record["seen"]["outage pages"]]
+
+
+def test_the_recovery_pages_nothing(record: dict[str, Any]) -> None:
+    assert record["seen"]["recovery pages"] == [], [p["labels"] for p in record["seen"]["recovery pages"]]
 
 
 def test_liquidations_page_per_pod_during_the_outage(record: dict[str, Any]) -> None:

@@ -629,7 +629,7 @@ def brokers_row() -> Row:
             override("Degraded", cell=COLOURED_TEXT, steps=[(None, "green"), (1, "orange")])),
         timeseries("Gateways hit per broker",
                    "Failed, frozen and degraded gateways per broker over time: the counts the "
-                   "broker-wide alerts compare with fleet_min_gateways and fleet_min_fraction.",
+                   "broker-wide alerts compare with fleet_min_gateways (alerts/thresholds.yaml).",
                    q(failed, "failed {{broker}}"), q(frozen, "frozen {{broker}}"),
                    q(degraded, "degraded {{broker}}"), width=12),
         table("Fleet alerts firing now",

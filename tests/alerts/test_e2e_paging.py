@@ -101,6 +101,7 @@ TEST_THRESHOLDS = {
     "quote_age_window": "20s",
     "quote_age_recent_window": "10s",
     "fleet_rollup_interval": "20s",
+    "broker_wide_keep_firing_for": "10s",
 }
 ROOT_TIMINGS = {"group_wait": "3s", "group_interval": "5s", "repeat_interval": "1h"}
 ROUTE_TIMINGS = {

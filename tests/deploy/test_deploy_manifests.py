@@ -366,6 +366,9 @@ def test_pod_monitor_scrapes_both_ports_with_the_rules_job_names(
         assert endpoint["path"] == "/metrics"
         (relabel,) = [x for x in endpoint["relabelings"] if x.get("targetLabel") == "job"]
         jobs[endpoint["port"]] = relabel["replacement"]
+        # Sharded, both targets of a pod must land on one shard (rules join a pod's two targets).
+        (shard_key,) = [x for x in endpoint["relabelings"] if x.get("targetLabel") == "__tmp_hash"]
+        assert shard_key["sourceLabels"] == ["__meta_kubernetes_namespace", "__meta_kubernetes_pod_name"]
     assert jobs == JOBS
 
 

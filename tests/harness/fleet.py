@@ -43,7 +43,7 @@ if __name__ == "__main__":  # run as a script: import harness.* from tests/, as 
 
 from harness.fleet_measure import QueryResult, Sampler, run_dashboard_queries, scrape_figures
 from harness.fleet_profile import PROFILES, Profile
-from harness.fleet_stack import Fleet, Gateway, step
+from harness.fleet_stack import SILENCE_SECONDS, SILENT, Fleet, Gateway, step
 from harness.paths import REPO
 from monitor.simulator import frames
 from monitor.simulator.market_data import instruments
@@ -173,10 +173,31 @@ async def _none(result: Any) -> bool:
     return not await result
 
 
+async def silence(run: Run, gateways: list[Gateway], muted: bool) -> None:
+    """Mute (or unmute) SILENT on `gateways`; wait until Prometheus sees them all silent (or none)."""
+    fleet = run.fleet
+    for gw in gateways:
+        await fleet.sim(gw, "market", {"muted": [SILENT] if muted else []})
+    query = f'count(gateway_monitor_instrument_silent_since_timestamp_seconds{{symbol="{SILENT}"}})'
+
+    async def reached() -> bool:
+        result = await fleet.query(query)
+        count = float(result[0]["value"][1]) if result else 0.0
+        return count == (len(gateways) if muted else 0)
+    if not await fleet.until(reached, SILENCE_SECONDS + 20 * run.profile.interval):
+        run.observed[f"silence {'start' if muted else 'end'} missed"] = True
+
+
 async def dashboard(run: Run) -> None:
-    """Events that dashboard panels show, a stale symbol, then every panel query of every dashboard."""
+    """Events that dashboard panels show, a stale symbol, two silences that ended and one under way
+    on two gateways of one broker (a fleet ticket), then every panel query of every dashboard."""
     fleet = run.fleet
     pods = [run.hit[0], run.liquidated[0]]
+    quiet = run.hit[:2]  # one broker: their silences add up to GatewayBrokerDegraded
+    for _ in range(2):  # the silence histogram's rate needs two observations
+        await silence(run, quiet, muted=True)
+        await silence(run, quiet, muted=False)
+    await silence(run, quiet, muted=True)
     for _ in range(2):  # histograms and counters observed twice, a scrape apart: rate() sees them
         for gw in pods:
             await fleet.sim(gw, "scenario/orders", pause=0.05)
@@ -204,6 +225,7 @@ async def dashboard(run: Run) -> None:
     run.events["queries"] = time.monotonic()
     run.queries = await run_dashboard_queries(fleet)
     await fleet.sim(pods[0], "frame", frames.data_staleness("FRESH", ["DASH"], broker=pods[0].broker))
+    await silence(run, quiet, muted=False)
 
 
 PHASES = {"healthy": healthy, "outage": outage, "recovery": recovery, "dashboard": dashboard}
@@ -287,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--market-data-rate", type=float, default=2.0, help="frames/s per gateway")
     parser.add_argument("--healthy", type=float, default=None, help="seconds of the healthy phase")
     parser.add_argument("--skip-dashboard", action="store_true", help="no dashboard phase (the CI smoke)")
-    parser.add_argument("--proposed", action="store_true",
-                        help="apply NOTES-fleet.md's proposed route and keep_firing_for to copies of alerts/")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None, help="default build/fleet/N<n>-<profile>")
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update ('' for none)")
@@ -300,11 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         profile = replace(profile, stagger=args.stagger)
     if args.healthy is not None:
         profile = replace(profile, healthy=args.healthy)
-    variant = f"{profile.name}{'-proposed' if args.proposed else ''}"
-    workdir = args.workdir or REPO / "build" / "fleet" / f"N{args.gateways}-{variant}"
+    workdir = args.workdir or REPO / "build" / "fleet" / f"N{args.gateways}-{profile.name}"
     workdir.mkdir(parents=True, exist_ok=True)
     gateways, hit, liquidated = plan(args.gateways, args.saxo_share, args.outage_gateways, args.seed)
-    fleet = Fleet(profile, workdir, gateways, args.market_data_rate, args.proposed)
+    fleet = Fleet(profile, workdir, gateways, args.market_data_rate)
     phases = [name for name in PHASES if not (args.skip_dashboard and name == "dashboard")]
     run = Run(profile, fleet, hit, liquidated, args.seed, phases)
     failure = _run_bounded(run, args.timeout)
@@ -320,8 +339,14 @@ def _run_bounded(run: Run, timeout: float) -> str | None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         assert task is not None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+        signals = (signal.SIGTERM, signal.SIGINT)
+
+        def interrupt() -> None:
+            for sig in signals:  # a second signal must not cut the teardown short: no orphans
+                loop.add_signal_handler(sig, lambda: None)
+            task.cancel()
+        for sig in signals:
+            loop.add_signal_handler(sig, interrupt)
         async with asyncio.timeout(timeout):
             await execute(run)
 

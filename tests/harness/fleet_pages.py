@@ -47,8 +47,8 @@ class Alerted:
         note = self.annotations.get("summary", "")
         if self.labels.get("source") == "fleet":
             description = " ".join(self.annotations.get("description", "").split())
-            head, hit, pods = description.partition("Gateways hit:")
-            listed = pods.split()
+            head, hit, _ = description.partition("Gateways hit:")
+            listed = listed_pods(description)
             shown = ", ".join(pod.rsplit("/", 1)[-1] for pod in listed[:4])
             note += f" {head}{hit} [{len(listed)} pods listed: {shown}{', ...' if len(listed) > 4 else ''}]"
         note = " ".join(note.split())
@@ -91,13 +91,19 @@ def resolved_at(notes: list[Notification], alertname: str, since: float) -> floa
     return None
 
 
-OUTAGE_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?) of (\d+(?:\.\d+)?) gateways")
+OUTAGE_COUNT = re.compile(r"^When this was sent, (\d+(?:\.\d+)?) of (\d+(?:\.\d+)?) gateways")
+LISTED = 20  # alerts/generate.py's LISTED_GATEWAYS
+
+
+def listed_pods(description: str) -> list[str]:
+    """The namespace/pod names after "Gateways hit:" (without the "(20 of N listed)" note)."""
+    tail = description.split("Gateways hit:", 1)[1] if "Gateways hit:" in description else ""
+    return [word for word in tail.split() if "/" in word]
 
 
 def outage_description(alert: Alerted) -> tuple[int, int, list[str]]:
     """(gateways hit, gateways on the broker, pods listed) as a broker-wide page states them."""
-    description = alert.annotations.get("description", "")
+    description = " ".join(alert.annotations.get("description", "").split())
     match = OUTAGE_COUNT.match(description)
     hit, total = (int(float(match.group(1))), int(float(match.group(2)))) if match else (-1, -1)
-    listed = description.split("Gateways hit:", 1)[1].split() if "Gateways hit:" in description else []
-    return hit, total, listed
+    return hit, total, listed_pods(description)

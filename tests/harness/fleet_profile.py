@@ -139,35 +139,6 @@ def render_rules(profile: Profile, workdir: Path) -> list[Path]:
     return sorted(out.glob("*.yml"))
 
 
-# NOTES-fleet.md's proposal, in production's durations: the pages that a broker-wide incident stands
-# for wait on their own route until the aggregate can have fired, and the aggregate keeps firing
-# until the gateways that recover last have resolved.
-BROKER_SCOPED_PAGES = "GatewayBrokerConnectionFailed|GatewayFeedFrozen|GatewayInstrumentSilent"
-PROPOSED_GROUP_WAIT = 120.0
-PROPOSED_KEEP_FIRING_FOR = 300.0
-FLEET_ALERTS = ("GatewayBrokerOutage", "GatewayBrokerFeedFrozen", "GatewayBrokerDegraded")
-
-
-def propose_routes(config: dict[str, Any], profile: Profile) -> None:
-    """Give the broker-scoped per-pod pages their own pager route with a long group_wait."""
-    pager = next(r for r in config["route"]["routes"] if r.get("receiver") == "pager")
-    route = {"matchers": [f'alertname=~"{BROKER_SCOPED_PAGES}"', 'severity="critical"'],
-             "group_wait": duration(PROPOSED_GROUP_WAIT * profile.scale)}
-    pager["routes"] = [route, *pager.get("routes", [])]  # a new list: the ticket route shares the old one
-
-
-def propose_rules(paths: list[Path], profile: Profile) -> None:
-    """Add keep_firing_for to the broker-wide alerts of the rendered rule files."""
-    keep = duration(PROPOSED_KEEP_FIRING_FOR * profile.scale)
-    for path in paths:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for group in data["groups"]:
-            for rule in group["rules"]:
-                if rule.get("alert") in FLEET_ALERTS:
-                    rule["keep_firing_for"] = keep
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
 def prometheus_config(profile: Profile, targets: list[dict[str, Any]], rules: list[Path],
                       alertmanager_port: int) -> dict[str, Any]:
     """Scrape every target (job, address, labels) at the profile's interval; rules; Alertmanager."""

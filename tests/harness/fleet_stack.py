@@ -30,14 +30,18 @@ from harness.fleet_profile import (
     Profile,
     duration,
     prometheus_config,
-    propose_routes,
-    propose_rules,
     render_rules,
 )
 from harness.net import HOST, free_port
 from harness.paths import ALERTS_DIR, REPO
 
 GATEWAYS_PER_HOST = 25
+# The one instrument the dashboard phase mutes falls silent after SILENCE_SECONDS without a tick
+# (5 ticks at the default 2 frames/s over 4 instruments), not the default 60 s floor.
+SILENT = "MSFT"
+SILENCE_SECONDS = 10
+SILENCE_OVERRIDES = json.dumps([{"broker": broker, "instrument": SILENT, "threshold_seconds": SILENCE_SECONDS}
+                                for broker in ("saxo-live", "alpaca-paper")])
 NAMESPACE = "trading-gateway"
 HOST_READY_TIMEOUT = 60.0
 MONITOR_START_BATCH = 8
@@ -88,7 +92,6 @@ class Fleet:
     workdir: Path
     gateways: list[Gateway]
     market_data_rate: float = 2.0
-    proposed: bool = False  # NOTES-fleet.md's proposed changes applied to copies of the rules and routes
     receiver: WebhookReceiver = field(default_factory=WebhookReceiver)
     hosts: list[GatewayHost] = field(default_factory=list)
     prometheus: ManagedProcess | None = None
@@ -109,8 +112,6 @@ class Fleet:
             batch = self.gateways[first:first + MONITOR_START_BATCH]
             await asyncio.gather(*(self._start_monitor(gw) for gw in batch))
         rules = render_rules(self.profile, self.workdir / "rules")
-        if self.proposed:
-            propose_rules(rules, self.profile)
         self.alertmanager = await self._start_alertmanager()
         self.prometheus = await self._start_prometheus(rules)
         n = len(self.gateways)
@@ -180,7 +181,8 @@ class Fleet:
         interval = str(self.profile.interval)
         argv = [sys.executable, "-m", "monitor", "--gateway-url", gw.url, "--listen", f"{HOST}:{port}",
                 "--probe-interval-seconds", interval, "--probe-timeout-seconds", interval,
-                "--reconnect-initial-seconds", "0.2", "--reconnect-max-seconds", "1"]
+                "--reconnect-initial-seconds", "0.2", "--reconnect-max-seconds", "1",
+                "--silence-overrides", SILENCE_OVERRIDES]
         env = {"LOG_FORMAT": "json", "PYTHONPATH": str(REPO)}
         gw.monitor = ManagedProcess(f"monitor-{gw.index:03d}", argv, port, self.workdir / "monitors",
                                     ready_path="/-/ready", env=env)
@@ -191,8 +193,6 @@ class Fleet:
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, self.profile.root_timings,
                                           self.profile.route_timings)
-        if self.proposed:
-            propose_routes(config, self.profile)
         workdir = self.workdir / "alertmanager"
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
