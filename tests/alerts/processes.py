@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ctypes
 import functools
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -187,6 +189,17 @@ class WebhookReceiver:
                 continue
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the process that started it dies, even by
+    SIGKILL, so that an interrupted test or harness leaves no server behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class ManagedProcess:
     """A server process with its log file, readiness check and teardown."""
@@ -216,7 +229,8 @@ class ManagedProcess:
         self._log = self.log_path.open("wb")
         env = {**os.environ, **self.env} if self.env is not None else None
         self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+            preexec_fn=die_with_parent,
         )
 
     def log_tail(self, lines: int = 30) -> str:

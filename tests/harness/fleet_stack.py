@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from processes import LINES, ManagedProcess, WebhookReceiver, alertmanager_test_config
+from processes import LINES, ManagedProcess, WebhookReceiver, alertmanager_test_config, die_with_parent
 
 from harness.fleet_profile import (
     Profile,
@@ -157,7 +157,7 @@ class Fleet:
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env={**os.environ, "PYTHONPATH": str(REPO)})
+                env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=die_with_parent)
         self.hosts.append(GatewayHost(proc, gateways, log))
         assert proc.stdout is not None
         try:
