@@ -37,10 +37,11 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 ## Everything CI runs: lint, type check, all tests. The set-up steps run side by side (the Go
-## build is CPU-bound, the package downloads are not).
+## build is CPU-bound, the package downloads are not). The tests run on two workers, a test file
+## each at a time (its module fixtures run once): most of their time is waiting for alerts.
 test:
 	$(MAKE) --jobs=4 $(BIN)/.installed tools lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=2 --dist=loadfile
 
 ## The reliability suite, then its figures as tables (docs/reliability.md).
 reliability: $(BIN)/.installed tools

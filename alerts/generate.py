@@ -171,12 +171,14 @@ class Renderer:
         if not expr or "%" in expr:
             raise TemplateError(f"expected ${{gateways_listed EXPR}} without '%', got {args!r}")
         expr = " ".join(expr.split()).replace('"', '\\"')  # one line, inside a Go template string
-        # The alert's broker only, first by pod name, at most LISTED_GATEWAYS: pagers cut long
-        # texts (PagerDuty's summary at 1,024 characters) and 6,000 pods would make 180 KB.
+        # The alert's broker only, by pod name (then instance: sortByLabel is stable, and a query's
+        # order is not), at most LISTED_GATEWAYS: pagers cut long texts (PagerDuty's summary at
+        # 1,024 characters) and 6,000 pods would make 180 KB.
         query = (f"max by (namespace, pod, instance) (({expr}) and on (broker) "
                  'broker:gateway_monitor_gateways:count{broker=%q})')
         return (
-            f'{{{{ range $i, $g := printf "{query}" $labels.broker | query | sortByLabel "pod" }}}}'
+            f'{{{{ range $i, $g := printf "{query}" $labels.broker | query'
+            ' | sortByLabel "instance" | sortByLabel "pod" }}'
             f"{{{{ if lt $i {LISTED_GATEWAYS} }}}}"
             "{{ if .Labels.pod }}{{ .Labels.namespace }}/{{ .Labels.pod }}"
             "{{ else }}{{ .Labels.instance }}{{ end }} {{ end }}{{ end }}"

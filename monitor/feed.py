@@ -17,6 +17,12 @@ for longer than its threshold, max(floor, multiple x usual interval), while the 
 is up, its broker is up and the gateway does not already report it stale. The clock of an
 instrument restarts whenever it becomes eligible again (a new connection, its broker back up,
 its FRESH), so no silence is carried over from a time the monitor could not expect ticks.
+
+A frozen feed that ticks again restarts, in the same sweep, the clocks of the instruments that were
+still ticking when it stopped: they resume one by one over the next moments, and a scrape between
+the first tick and theirs would otherwise show the feed thawed and them silent, unmuted by the
+frozen feed's alert. One still silent after its threshold is named then. An instrument already
+silent before the feed stopped stays silent.
 """
 
 from __future__ import annotations
@@ -77,6 +83,9 @@ class FeedHealth:
         self._by_key: dict[bytes, Instrument | None] = {}
         self._known: frozenset[str] = frozenset()
         self._frozen: dict[str, float] = {}
+        """Frozen brokers -> when the freeze was decided."""
+        self._stopped: dict[str, float] = {}
+        """Frozen brokers -> when their feed stopped: the latest start of their silences."""
         self._brokers: set[str] = set()
         self._silence_duration = Children(metrics.silence_duration)
         self.quote_ages = QuoteAges(metrics, self._observed_broker)
@@ -202,7 +211,11 @@ class FeedHealth:
                     self._silent(inst, since, now)
             if inst.silent_since is not None:
                 silent[inst.broker] = silent.get(inst.broker, 0) + 1
-        self._sync_frozen(now, {b for b, n in eligible.items() if silent.get(b, 0) == n})
+        frozen = {b for b, n in eligible.items() if silent.get(b, 0) == n}
+        for broker in (self._frozen.keys() - frozen) & silent.keys() & eligible.keys():
+            # Thawed by a tick (not ended by the broker or the socket), some still silent.
+            silent[broker] -= self._thaw(broker, now)
+        self._sync_frozen(now, frozen)
         self._export(silent)
 
     def merge(self) -> None:
@@ -264,13 +277,28 @@ class FeedHealth:
         self._m.instrument_silent_since.remove((inst.broker, inst.symbol, inst.rule.severity))
         inst.silent_since = None
 
+    def _thaw(self, broker: str, now: float) -> int:
+        """Restart the clocks of `broker`'s silent instruments that were ticking when its feed
+        stopped; return how many."""
+        stopped = self._stopped[broker]
+        restarted = 0
+        for inst in self.instruments.values():
+            if (inst.broker == broker and inst.silent_since is not None
+                    and stopped - inst.silent_since <= inst.threshold()):
+                self._resume(inst, now, "feed_resumed")
+                inst.eligible_since = now
+                restarted += 1
+        return restarted
+
     def _sync_frozen(self, now: float, frozen: set[str]) -> None:
         for broker in frozen - self._frozen.keys():
             self._frozen[broker] = now
-            count = sum(1 for inst in self.instruments.values() if inst.broker == broker)
-            log.error("monitor.feed.frozen", broker=broker, instruments=count,
+            mine = [inst for inst in self.instruments.values() if inst.broker == broker]
+            self._stopped[broker] = max(inst.silent_since or -math.inf for inst in mine)
+            log.error("monitor.feed.frozen", broker=broker, instruments=len(mine),
                       hint="every instrument of the broker is silent while the broker is up")
         for broker in self._frozen.keys() - frozen:
+            del self._stopped[broker]
             log.info("monitor.feed.unfrozen", broker=broker,
                      frozen_seconds=round(now - self._frozen.pop(broker), 3))
 

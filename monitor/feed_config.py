@@ -60,7 +60,7 @@ def parse_list(value: Any, source: str, problems: list[str]) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.append(f"{source} must be a list, got {type(value).__name__}")
+        problems.append(f"{source} must be a list (JSON in the environment), got {value!r:.200}")
         return []
     return value
 

@@ -152,8 +152,42 @@ def test_every_instrument_silent_while_the_broker_is_up_is_one_frozen_feed() -> 
     assert [(e["event"], e["broker"]) for e in frozen] == [("monitor.feed.frozen", SAXO)]
     with capture_logs() as logs:
         rig.run(2, "GBPUSD")
-    assert rig.value("feed_frozen", broker=SAXO) == 0 and rig.silent() == {"EURUSD"}
+    assert rig.value("feed_frozen", broker=SAXO) == 0
     assert any(e["event"] == "monitor.feed.unfrozen" for e in logs)
+
+
+def test_a_thawed_feed_restarts_the_clocks_of_the_instruments_that_stopped_with_it() -> None:
+    """The instruments of a frozen feed resume one by one: in the sweep where the first ticks, the
+    others are not left silent (a scrape then would show them silent with the feed thawed, and
+    their alerts no longer muted by the frozen feed's). One that stays silent is named again
+    after its threshold."""
+    rig = Rig()
+    rig.run(10, "EURUSD", "GBPUSD", "USDJPY")
+    rig.run(62)
+    assert rig.silent() == {"EURUSD", "GBPUSD", "USDJPY"} and rig.value("feed_frozen", broker=SAXO) == 1
+    with capture_logs() as logs:
+        rig.tick("GBPUSD")
+        rig.run(1.0)
+    assert rig.value("feed_frozen", broker=SAXO) == 0 and rig.silent() == set()
+    assert rig.value("silent_instruments", broker=SAXO) == 0
+    resumed = sorted((e["symbol"], e["reason"]) for e in logs
+                     if e["event"] == "monitor.feed.instrument_resumed")
+    assert resumed == [("EURUSD", "feed_resumed"), ("GBPUSD", "tick"), ("USDJPY", "feed_resumed")]
+    assert rig.value("silence_duration_seconds_count", broker=SAXO) == 1  # only a tick ends a silence
+    rig.run(1.0, "EURUSD", "GBPUSD")
+    assert silence_time(rig, "USDJPY", 62) >= 59 and rig.silent() == {"USDJPY"}
+    assert rig.value("feed_frozen", broker=SAXO) == 0
+
+
+def test_an_instrument_silent_before_the_feed_stopped_stays_silent_through_the_thaw() -> None:
+    rig = Rig()
+    rig.run(10, "EURUSD", "GBPUSD")
+    rig.run(120, "GBPUSD")  # EURUSD alone silent for a minute
+    assert rig.silent() == {"EURUSD"}
+    rig.run(62)
+    assert rig.silent() == {"EURUSD", "GBPUSD"} and rig.value("feed_frozen", broker=SAXO) == 1
+    rig.run(2, "GBPUSD")
+    assert rig.value("feed_frozen", broker=SAXO) == 0 and rig.silent() == {"EURUSD"}
 
 
 def test_no_silence_while_the_broker_is_down_and_the_clock_restarts_when_it_is_back() -> None:

@@ -33,6 +33,11 @@ INVALID: dict[str, str] = {
     "max_symbol_series": "1e3",
     "wait_for_client": "maybe",
     "web_config_file": "/nonexistent/web-config.yml",
+    "feed_health": "sometimes",
+    "silence_floor_seconds": "1m",
+    "silence_multiple": "0.5",
+    "silence_overrides": "saxo-live:EURUSD=120",
+    "subscriptions": "EURUSD,GBPUSD",
 }
 # Run `gateway-monitor` with socket.bind recorded, to prove that nothing was bound.
 BIND_RECORDER = """
