@@ -279,6 +279,33 @@ class ManagedProcess:
             self._log = None
 
 
+class ProcessStack:
+    """The processes of one run, stopped in reverse order, and Prometheus's instant queries."""
+
+    def __init__(self) -> None:
+        self.procs: list[ManagedProcess] = []
+        self.prometheus: ManagedProcess
+
+    async def _keep(self, starting: Awaitable[ManagedProcess]) -> ManagedProcess:
+        proc = await starting
+        self.procs.append(proc)
+        return proc
+
+    async def stop(self) -> None:
+        """Stop every process (one may already be dead)."""
+        for proc in reversed(self.procs):
+            await asyncio.to_thread(proc.stop)
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """Result of an instant query (a vector's samples; [] when empty)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(f"{self.prometheus.base_url}/api/v1/query", params={"query": expr}) as resp:
+            body = await resp.json()
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
 def prometheus_config(
     scrape_configs: Iterable[dict[str, Any]],
     rule_files: Iterable[Path | str],
@@ -335,9 +362,10 @@ def _write_config(workdir: Path, name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-async def start_alertmanager(line: VersionLine, workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+async def start_alertmanager(line: VersionLine, workdir: Path, config: dict[str, Any], *,
+                             port: int | None = None, log_level: str = "debug") -> ManagedProcess:
     """Start the Alertmanager of `line` on 127.0.0.1 with `config`, clustering off; wait ready."""
-    port = free_port()
+    port = port or free_port()
     config_file = _write_config(workdir, "alertmanager.yml", config)
     argv = [
         line.binary("alertmanager"),
@@ -345,7 +373,7 @@ async def start_alertmanager(line: VersionLine, workdir: Path, config: dict[str,
         f"--storage.path={workdir / 'data'}",
         f"--web.listen-address={HOST}:{port}",
         "--cluster.listen-address=",
-        "--log.level=debug",
+        f"--log.level={log_level}",
     ]
     proc = ManagedProcess("alertmanager", argv, port, workdir)
     proc.start()
@@ -353,9 +381,12 @@ async def start_alertmanager(line: VersionLine, workdir: Path, config: dict[str,
     return proc
 
 
-async def start_prometheus(line: VersionLine, workdir: Path, config: dict[str, Any]) -> ManagedProcess:
+async def start_prometheus(line: VersionLine, workdir: Path, config: dict[str, Any], *,
+                           port: int | None = None, resend_delay: str = "1s", log_level: str = "debug",
+                           extra_args: tuple[str, ...] = (), ready_timeout: float = READY_TIMEOUT,
+                           ) -> ManagedProcess:
     """Start the Prometheus of `line` on 127.0.0.1 with `config` and temporary storage; wait ready."""
-    port = free_port()
+    port = port or free_port()
     config_file = _write_config(workdir, "prometheus.yml", config)
     argv = [
         line.binary("prometheus"),
@@ -364,12 +395,13 @@ async def start_prometheus(line: VersionLine, workdir: Path, config: dict[str, A
         f"--web.listen-address={HOST}:{port}",
         # Prometheus discovers its Alertmanagers ~5s after start and drops what it sent
         # before; the next send waits for the resend delay (1m by default).
-        "--rules.alert.resend-delay=1s",
-        "--log.level=debug",
+        f"--rules.alert.resend-delay={resend_delay}",
+        f"--log.level={log_level}",
+        *extra_args,
     ]
     proc = ManagedProcess("prometheus", argv, port, workdir)
     proc.start()
-    await proc.wait_ready()
+    await proc.wait_ready(ready_timeout)
     return proc
 
 

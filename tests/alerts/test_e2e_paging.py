@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from alerts_support import ALERTS_DIR, REPO_ROOT, RULES_DIR, run
@@ -65,6 +64,7 @@ from processes import (
     LINES,
     ManagedProcess,
     Notification,
+    ProcessStack,
     VersionLine,
     WebhookReceiver,
     alertmanager_test_config,
@@ -245,16 +245,15 @@ def scrape_job(name: str, proc: ManagedProcess) -> dict[str, Any]:
     return {"job_name": name, "static_configs": [{"targets": [f"{HOST}:{proc.port}"], "labels": POD}]}
 
 
-class Pipeline:
+class Pipeline(ProcessStack):
     """The running processes and the receiver, with the few actions the phases need."""
 
     def __init__(self, line: VersionLine, workdir: Path, receiver: WebhookReceiver) -> None:
+        super().__init__()
         self.line = line
         self.workdir = workdir
         self.receiver = receiver
-        self.procs: list[ManagedProcess] = []
         self.sim: ManagedProcess
-        self.prometheus: ManagedProcess
         self.alertmanager: ManagedProcess
 
     async def start(self, rules: list[Path]) -> None:
@@ -279,26 +278,6 @@ class Pipeline:
             pytest.fail(
                 f"Prometheus never saw both targets up and the monitor connected ({up})", pytrace=False
             )
-
-    async def _keep(self, starting: Any) -> ManagedProcess:
-        proc: ManagedProcess = await starting
-        self.procs.append(proc)
-        return proc
-
-    async def stop(self) -> None:
-        """Stop every process (the simulator may already be dead)."""
-        for proc in reversed(self.procs):
-            await asyncio.to_thread(proc.stop)
-
-    async def query(self, expr: str) -> list[dict[str, Any]]:
-        """Result of an instant query (a vector's samples; [] when empty)."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            url = f"{self.prometheus.base_url}/api/v1/query"
-            async with session.get(url, params={"query": expr}) as resp:
-                body = await resp.json()
-        assert body["status"] == "success", (expr, body)
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
 
     async def until(self, check: Callable[[], Any], what: str, timeout: float = 30.0) -> bool:
         """Await `check()` until it returns something truthy; False after `timeout`."""

@@ -26,9 +26,8 @@ import pytest
 import yaml
 from alerts_support import ALERTS_DIR
 from processes import (
-    HOST,
     LINES,
-    ManagedProcess,
+    ProcessStack,
     VersionLine,
     WebhookReceiver,
     alertmanager_test_config,
@@ -39,7 +38,7 @@ from processes import (
     start_prometheus,
     start_simulator,
 )
-from test_e2e_paging import POD, ROOT_TIMINGS, ROUTE_TIMINGS, firing_names, render_test_rules
+from test_e2e_paging import ROOT_TIMINGS, ROUTE_TIMINGS, firing_names, render_test_rules, scrape_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), pytest.mark.usefixtures("no_leftover_daemons")]
 
@@ -71,12 +70,12 @@ def with_interval(config: dict[str, Any], name: str, intervals: list[dict[str, A
     return out
 
 
-class Feed:
+class Feed(ProcessStack):
     """The processes of one run and the few actions it needs."""
 
     def __init__(self, line: VersionLine, workdir: Path, receiver: WebhookReceiver) -> None:
+        super().__init__()
         self.line, self.workdir, self.receiver = line, workdir, receiver
-        self.procs: list[ManagedProcess] = []
 
     async def start(self) -> None:
         self.sim = await self._keep(start_simulator(self.workdir / "simulator", market_data_rate=40.0))
@@ -87,30 +86,12 @@ class Feed:
         closed = with_interval(self.am_config, "us-equities-closed", ALWAYS)
         self.alertmanager = await self._keep(
             start_alertmanager(self.line, self.workdir / "alertmanager", closed))
-        jobs = [{"job_name": name, "static_configs": [{"targets": [f"{HOST}:{proc.port}"], "labels": POD}]}
-                for name, proc in (("gateway-monitor", monitor), ("gateway", self.sim))]
+        jobs = [scrape_job("gateway-monitor", monitor), scrape_job("gateway", self.sim)]
         (self.workdir / "rules").mkdir()
         rules = render_test_rules(self.workdir / "rules")
         self.prometheus = await self._keep(start_prometheus(
             self.line, self.workdir / "prometheus", prometheus_config(jobs, rules, self.alertmanager.port)))
         assert await self.until("sum(gateway_monitor_instruments) == 4 and sum(up) == 2", 30), "not ready"
-
-    async def _keep(self, starting: Any) -> ManagedProcess:
-        proc: ManagedProcess = await starting
-        self.procs.append(proc)
-        return proc
-
-    async def stop(self) -> None:
-        for proc in reversed(self.procs):
-            await asyncio.to_thread(proc.stop)
-
-    async def query(self, expr: str) -> list[dict[str, Any]]:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
-                session.get(f"{self.prometheus.base_url}/api/v1/query", params={"query": expr}) as resp:
-            body = await resp.json()
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
 
     async def until(self, expr: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

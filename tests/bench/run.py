@@ -896,20 +896,15 @@ async def run(args: argparse.Namespace) -> Results:
                 if "ratio" in parts:
                     _step("ratio")
                     await ratio(res, plan, sender, workdir, session)
-                if "memory" in parts:
-                    _step("memory")
-                    mon = await Monitor.start(sender, workdir, "monitor-memory", session)
-                    try:
-                        await memory(res, plan, sender, mon)
-                    finally:
-                        await mon.stop()
-                if "feed" in parts:
-                    _step("feed health, 10,000 instruments")
-                    mon = await Monitor.start(sender, workdir, "monitor-feed", session)
-                    try:
-                        await feed_memory(res, plan, sender, mon)
-                    finally:
-                        await mon.stop()
+                for part, title, measure in (("memory", "memory", memory),
+                                             ("feed", "feed health, 10,000 instruments", feed_memory)):
+                    if part in parts:  # each on a monitor of its own, started fresh
+                        _step(title)
+                        mon = await Monitor.start(sender, workdir, f"monitor-{part}", session)
+                        try:
+                            await measure(res, plan, sender, mon)
+                        finally:
+                            await mon.stop()
                 if "log" in parts:
                     _step("log cost")
                     await log_cost(res, plan, sender, workdir, session)

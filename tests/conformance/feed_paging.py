@@ -289,6 +289,13 @@ def _log_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
+def print_figures(title: str, table: dict[str, float | None]) -> None:
+    """The figures of one run, a line each (pytest shows them with -s or on failure)."""
+    print(f"\n{title}:")
+    for name, took in table.items():
+        print(f"  {name:88} {'none' if took is None else f'{took:.2f}s'}")
+
+
 def figures(run: Run) -> dict[str, float | None]:
     """Seconds from each control call to what followed it, from each source."""
     data, wall = run.data, run.data["wall"]

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from alerts_support import RULES_DIR
 from gateway_support import API_KEY, RawClient, RealGateway, gateway_binary
+from harness.durations import seconds
 from processes import (
     LINES,
     ManagedProcess,
@@ -145,7 +146,7 @@ class RealPipeline(Pipeline):
         self.prometheus = await self._keep(
             start_prometheus(self.line, self.workdir / "prometheus", prom_config))
         up = "sum(up) == 2 and sum(gateway_monitor_ws_connected) == 1"
-        settle = 30.0 + 3 * _seconds(setup.interval)
+        settle = 30.0 + 3 * seconds(setup.interval)
         if not await self.until(lambda: self.query(up), "targets", timeout=settle):
             pytest.fail(f"Prometheus never saw both targets up and the monitor connected ({up})",
                         pytrace=False)
@@ -178,11 +179,6 @@ class RealPipeline(Pipeline):
             return await self.receiver.wait_for(resolves, RESOLVE_TIMEOUT)
         except AssertionError:
             return None
-
-
-def _seconds(duration: str) -> float:
-    """Seconds of a simple Prometheus duration ("15s", "1m")."""
-    return float(duration[:-1]) * {"s": 1, "m": 60}[duration[-1]]
 
 
 async def pipeline_run(

@@ -53,8 +53,10 @@ from feed_paging import (
     feed_body,
     figures,
     firing_symbols,
+    print_figures,
 )
 from gateway_support import FakeSaxo, require_fake_saxo, saxo_env
+from harness.durations import seconds
 from paging_support import Run, Setup, pipeline_run
 from processes import LINES
 
@@ -78,11 +80,6 @@ DEFAULT_FLAGS = tuple(arg for name in ("probe_interval_seconds", "probe_timeout_
                       for arg in ("--" + name.replace("_", "-"), str(DEFAULTS[name])))
 
 
-def _seconds(duration: str) -> float:
-    """Seconds of a Prometheus duration of one unit ("30s", "1m", "10m")."""
-    return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
-
-
 def plan(interval: str) -> Plan:
     """Default settings, Prometheus every `interval`."""
     shipped = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
@@ -92,11 +89,11 @@ def plan(interval: str) -> Plan:
     return Plan(
         name=f"default settings, Prometheus every {interval}",
         setup=Setup(monitor_flags=DEFAULT_FLAGS, interval=interval, production_rules=True,
-                    shipped_timings=True, market_hours=False, watchdog_timeout=60.0 + 2 * _seconds(interval)),
+                    shipped_timings=True, market_hours=False, watchdog_timeout=60.0 + 2 * seconds(interval)),
         floor=max(DEFAULTS["silence_floor_seconds"], DEFAULTS["silence_multiple"] * usual),
-        interval=_seconds(interval),
-        ticket_wait=_seconds(ticket["group_wait"]), ticket_interval=_seconds(ticket["group_interval"]),
-        page_wait=_seconds(pager["group_wait"]), page_interval=_seconds(pager["group_interval"]),
+        interval=seconds(interval),
+        ticket_wait=seconds(ticket["group_wait"]), ticket_interval=seconds(ticket["group_interval"]),
+        page_wait=seconds(pager["group_wait"]), page_interval=seconds(pager["group_interval"]),
         poll=1.0,
     )
 
@@ -204,9 +201,7 @@ def test_default_settings_figures(full: Run, tmp_path_factory: pytest.TempPathFa
         path.parent.mkdir(parents=True, exist_ok=True)
         both = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         path.write_text(json.dumps({**both, key: record}, indent=2), encoding="utf-8")
-    print(f"\n{LINES[line].title}, {p.name} (threshold {p.floor:.0f} s):")
-    for name, seconds in table.items():
-        print(f"  {name:88} {'none' if seconds is None else f'{seconds:.2f}s'}")
+    print_figures(f"{LINES[line].title}, {p.name} (threshold {p.floor:.0f} s)", table)
     for name in list(record)[4:]:  # the verdicts
         print(f"  {name}: {record[name]}")
     check_bounds(table, p)

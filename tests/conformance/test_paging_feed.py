@@ -39,8 +39,10 @@ from feed_paging import (
     check_ticket_names_eurusd,
     feed_body,
     figures,
+    print_figures,
 )
 from gateway_support import FakeSaxo, require_fake_saxo, saxo_env
+from harness.durations import seconds
 from paging_support import Run, Setup, pipeline_run, run_lines, run_of
 from processes import LINES, VersionLine
 from test_e2e_paging import ROUTE_TIMINGS
@@ -49,21 +51,16 @@ FAKE_SAXO = require_fake_saxo()
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.usefixtures("no_leftover_daemons")]
 
 
-def _seconds(duration: str) -> float:
-    assert duration.endswith("s"), duration
-    return float(duration[:-1])
-
-
 PLAN = Plan(
     name="scaled",
     setup=Setup(monitor_flags=("--silence-floor-seconds", "3", "--silence-multiple", "2"),
                 market_hours=False),
     floor=3.0,
     interval=1.0,
-    ticket_wait=_seconds(ROUTE_TIMINGS["ticket"]["group_wait"]),
-    ticket_interval=_seconds(ROUTE_TIMINGS["ticket"]["group_interval"]),
-    page_wait=_seconds(ROUTE_TIMINGS["pager"]["group_wait"]),
-    page_interval=_seconds(ROUTE_TIMINGS["pager"]["group_interval"]),
+    ticket_wait=seconds(ROUTE_TIMINGS["ticket"]["group_wait"]),
+    ticket_interval=seconds(ROUTE_TIMINGS["ticket"]["group_interval"]),
+    page_wait=seconds(ROUTE_TIMINGS["pager"]["group_wait"]),
+    page_interval=seconds(ROUTE_TIMINGS["pager"]["group_interval"]),
 )
 
 
@@ -126,7 +123,5 @@ def test_feed_latency_report(feed_run_: Run) -> None:
     path = feed_run_.workdir / "paging-latency.json"
     path.write_text(json.dumps({"line": feed_run_.line, "plan": PLAN.name, "seconds": table}, indent=2),
                     encoding="utf-8")
-    print(f"\n{LINES[feed_run_.line].title}, scaled (floor 3 s, 1 s scrape/evaluation) ({path}):")
-    for name, seconds in table.items():
-        print(f"  {name:88} {'none' if seconds is None else f'{seconds:.2f}s'}")
+    print_figures(f"{LINES[feed_run_.line].title}, scaled (floor 3 s, 1 s scrape/evaluation) ({path})", table)
     check_bounds(table, PLAN)

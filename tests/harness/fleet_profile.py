@@ -14,7 +14,6 @@ Two profiles:
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,27 +23,12 @@ from typing import Any
 import yaml
 from test_e2e_paging import ROOT_TIMINGS, ROUTE_TIMINGS, TEST_THRESHOLDS
 
+from harness.durations import DURATION, duration, seconds
 from harness.net import HOST
 from harness.paths import ALERTS_DIR
 
-DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 TIMING_KEYS = ("group_wait", "group_interval", "repeat_interval")
 PRODUCTION_INTERVAL = 30.0  # kube-prometheus-stack's scrapeInterval and evaluationInterval
-
-
-def seconds(duration: str) -> float:
-    """A Prometheus/Alertmanager duration ("1m30s") in seconds."""
-    if not DURATION.match(duration):
-        raise ValueError(f"{duration!r} is not a duration such as 30s or 5m")
-    return sum(int(n) * _UNIT[unit] for n, unit in _PART.findall(duration))
-
-
-def duration(value: float) -> str:
-    """Seconds as a duration both Prometheus and Alertmanager parse (whole ms)."""
-    ms = round(value * 1000)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 @dataclass(frozen=True)

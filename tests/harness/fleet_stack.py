@@ -24,14 +24,18 @@ from typing import Any
 
 import aiohttp
 import yaml
-from processes import LINES, ManagedProcess, WebhookReceiver, alertmanager_test_config, die_with_parent
-
-from harness.fleet_profile import (
-    Profile,
-    duration,
-    prometheus_config,
-    render_rules,
+from processes import (
+    LINES,
+    ManagedProcess,
+    WebhookReceiver,
+    alertmanager_test_config,
+    die_with_parent,
+    start_alertmanager,
+    start_prometheus,
 )
+
+from harness.durations import duration
+from harness.fleet_profile import Profile, prometheus_config, render_rules
 from harness.net import HOST, free_port
 from harness.paths import ALERTS_DIR, REPO
 
@@ -193,17 +197,8 @@ class Fleet:
         base = yaml.safe_load((ALERTS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
         config = alertmanager_test_config(base, self.receiver, self.profile.root_timings,
                                           self.profile.route_timings)
-        workdir = self.workdir / "alertmanager"
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        port = self._port()
-        argv = [LINES["current"].binary("alertmanager"), f"--config.file={workdir / 'alertmanager.yml'}",
-                f"--storage.path={workdir / 'data'}", f"--web.listen-address={HOST}:{port}",
-                "--cluster.listen-address=", "--log.level=info"]
-        proc = ManagedProcess("alertmanager", argv, port, workdir)
-        proc.start()
-        await proc.wait_ready()
-        return proc
+        return await start_alertmanager(LINES["current"], self.workdir / "alertmanager", config,
+                                        port=self._port(), log_level="info")
 
     async def _start_prometheus(self, rules: list[Path]) -> ManagedProcess:
         targets = []
@@ -214,18 +209,10 @@ class Fleet:
             targets.append({"job": "gateway", "address": f"{HOST}:{gw.port}", "labels": gw.labels("gateway")})
         assert self.alertmanager is not None
         config = prometheus_config(self.profile, targets, rules, self.alertmanager.port)
-        workdir = self.workdir / "prometheus"
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        port = self._port()
-        argv = [LINES["current"].binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={HOST}:{port}",
-                f"--rules.alert.resend-delay={self.profile.resend_delay}",
-                "--enable-feature=extra-scrape-metrics", "--log.level=info"]
-        proc = ManagedProcess("prometheus", argv, port, workdir)
-        proc.start()
-        await proc.wait_ready(timeout=60)
-        return proc
+        return await start_prometheus(
+            LINES["current"], self.workdir / "prometheus", config, port=self._port(),
+            resend_delay=self.profile.resend_delay, log_level="info",
+            extra_args=("--enable-feature=extra-scrape-metrics",), ready_timeout=60)
 
     # --- using ------------------------------------------------------------------------------
 
